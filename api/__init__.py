@@ -1,0 +1,1 @@
+"""trainctl's HTTP service (FastAPI). Never imports worker/, and imports torch only lazily."""

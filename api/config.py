@@ -1,0 +1,50 @@
+"""Settings from the environment (prefix TRAINCTL_) or a .env file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything that differs between the embedded default and a scaled-out deployment."""
+
+    model_config = SettingsConfigDict(env_prefix="TRAINCTL_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("var"), description="Where the embedded default keeps its files.")
+    database_url: str | None = Field(None, description="Default: SQLite file DATA_DIR/trainctl.db.")
+    broker_url: str | None = Field(None, description="Default: kombu's SQLAlchemy transport on DATA_DIR.")
+    artifacts_url: str | None = Field(None, description="fsspec URL; default: DATA_DIR/artifacts.")
+    cors_origins: list[str] = Field(default_factory=list, description="CORS allow-list; empty: CORS off.")
+    heartbeat_timeout: float = Field(60.0, gt=0, description="Seconds before a silent running job is re-queued.")
+    broker_poll_interval: float = Field(0.1, gt=0, description="Polling of the embedded broker, seconds.")
+
+    # Limits (the service's own; the spec has hard ceilings above these).
+    max_parameters: int = Field(10_000_000, description="Largest network, in trainable parameters.")
+    max_epochs: int = Field(10_000, description="Most epochs a job may ask for.")
+    max_upload_bytes: int = Field(50 * 1024 * 1024, description="Largest dataset upload.")
+    max_dataset_rows: int = Field(1_000_000, description="Most rows in an uploaded dataset.")
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file under data_dir."""
+        return self.database_url or f"sqlite:///{(self.data_dir / 'trainctl.db').resolve()}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        """The broker URL, defaulting to kombu's SQLAlchemy transport on a SQLite file (no server)."""
+        return self.broker_url or f"sqla+sqlite:///{(self.data_dir / 'broker.db').resolve()}"
+
+    @property
+    def resolved_artifacts_url(self) -> str:
+        """Where checkpoints and uploads go, as an fsspec URL or local path."""
+        return self.artifacts_url or str((self.data_dir / "artifacts").resolve())
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings."""
+    return Settings()

@@ -1,0 +1,97 @@
+"""Jobs, their tags, per-epoch metrics and checkpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from api.db import Base, utcnow
+
+
+class JobStatus(StrEnum):
+    """Lifecycle: queued -> running -> succeeded | failed | cancelled (running -> queued on re-queue)."""
+
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+FINISHED = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled})
+
+
+class Job(Base):
+    """A training job: the validated spec and everything known about its run."""
+
+    __tablename__ = "job"
+    __table_args__ = (
+        Index("ix_job_owner_created", "owner", "created_at"),
+        Index("ix_job_owner_idempotency", "owner", "idempotency_key", unique=True),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str | None] = mapped_column(String(200), index=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), index=True, default=JobStatus.queued)
+    warnings: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    epoch: Mapped[int] = mapped_column(Integer, default=0)  # last finished epoch
+    epochs: Mapped[int] = mapped_column(Integer)  # epochs asked for
+    epoch_seconds: Mapped[float | None] = mapped_column(Float)  # mean, for the ETA
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(String(255))
+    device: Mapped[str | None] = mapped_column(String(32))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # times a worker claimed it
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)  # last publish
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    tags: Mapped[list[JobTag]] = relationship(
+        back_populates="job", cascade="all, delete-orphan", lazy="selectin", order_by="JobTag.tag"
+    )
+
+
+class JobTag(Base):
+    """One tag of a job (a table, so filtering by tag is an indexed join on every backend)."""
+
+    __tablename__ = "job_tag"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(100), primary_key=True, index=True)
+
+    job: Mapped[Job] = relationship(back_populates="tags")
+
+
+class EpochMetric(Base):
+    """One epoch's metrics record; (job_id, epoch) is the key, so a resumed run cannot duplicate it."""
+
+    __tablename__ = "epoch_metric"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Checkpoint(Base):
+    """A checkpoint file in the artifact store; `last` and `best` are overwritten as training goes."""
+
+    __tablename__ = "checkpoint"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    uri: Mapped[str] = mapped_column(String(1024))
+    epoch: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
