@@ -1,0 +1,70 @@
+"""The artifact store: checkpoints and uploads, in a local folder or any fsspec URL (s3://...)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+CHUNK_BYTES = 1024 * 1024
+
+
+class ArtifactStore:
+    """Files addressed by keys such as `jobs/<id>/checkpoints/best.safetensors` under one root URL."""
+
+    def __init__(self, root_url: str, **storage_options: Any) -> None:
+        self.fs: fsspec.AbstractFileSystem
+        self.fs, root = url_to_fs(root_url, **storage_options)
+        self.root = root.rstrip("/")
+        if self.fs.protocol in ("file", ("file", "local")) or "file" in self.fs.protocol:
+            Path(self.root).mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> str:
+        if key.startswith("/") or ".." in key.split("/"):
+            raise ValueError(f"artifact key must be relative and stay under the root: {key!r}")
+        return f"{self.root}/{key}"
+
+    def put_file(self, local_path: Path, key: str) -> str:
+        """Copy a local file to `key` (atomically on a local store); returns the key."""
+        target = self._path(key)
+        self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+        partial = f"{target}.partial"
+        self.fs.put_file(str(local_path), partial)
+        self.fs.mv(partial, target)
+        return key
+
+    def put_bytes(self, data: bytes, key: str) -> str:
+        """Write bytes to `key`; returns the key."""
+        target = self._path(key)
+        self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+        self.fs.pipe_file(target, data)
+        return key
+
+    def get_file(self, key: str, local_path: Path) -> Path:
+        """Copy `key` to a local file."""
+        local_path.parent.mkdir(parents=True, exist_ok=True)
+        self.fs.get_file(self._path(key), str(local_path))
+        return local_path
+
+    def iter_bytes(self, key: str) -> Iterator[bytes]:
+        """Stream the file at `key` in chunks."""
+        with self.fs.open(self._path(key), "rb") as handle:
+            while chunk := handle.read(CHUNK_BYTES):
+                yield chunk
+
+    def size(self, key: str) -> int:
+        """Size of the file at `key`, in bytes."""
+        return int(self.fs.size(self._path(key)))
+
+    def exists(self, key: str) -> bool:
+        """Whether `key` exists."""
+        return bool(self.fs.exists(self._path(key)))
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Remove every file under `prefix` (a job's folder, say); missing is fine."""
+        path = self._path(prefix.rstrip("/"))
+        if self.fs.exists(path):
+            self.fs.rm(path, recursive=True)
