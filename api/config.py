@@ -19,6 +19,7 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(None, description="Default: kombu's SQLAlchemy transport on DATA_DIR.")
     artifacts_url: str | None = Field(None, description="fsspec URL; default: DATA_DIR/artifacts.")
     cors_origins: list[str] = Field(default_factory=list, description="CORS allow-list; empty: CORS off.")
+    default_queue: str = Field("cpu", description="Queue for device 'auto' jobs: cpu, or gpu on GPU fleets.")
     heartbeat_timeout: float = Field(60.0, gt=0, description="Seconds before a silent running job is re-queued.")
     broker_poll_interval: float = Field(0.1, gt=0, description="Polling of the embedded broker, seconds.")
 

@@ -3,5 +3,6 @@
 from api.models.api_key import ApiKey
 from api.models.dataset import Dataset
 from api.models.job import Checkpoint, EpochMetric, Job, JobStatus, JobTag
+from api.models.worker import WorkerBeat
 
-__all__ = ["ApiKey", "Checkpoint", "Dataset", "EpochMetric", "Job", "JobStatus", "JobTag"]
+__all__ = ["ApiKey", "Checkpoint", "Dataset", "EpochMetric", "Job", "JobStatus", "JobTag", "WorkerBeat"]
