@@ -109,6 +109,15 @@ def make_celery(settings: Settings, *, name: str = "trainctl") -> Celery:
     return app
 
 
+def queue_for_device(device: str, default_queue: str) -> str:
+    """The queue a job goes to: `cpu` or `gpu` by the device its spec asks for; `auto` takes the default."""
+    if device == "cpu":
+        return "cpu"
+    if device.startswith("cuda"):
+        return "gpu"
+    return default_queue
+
+
 def publish_run_job(celery_app: Celery, job_id: str, queue: str) -> None:
     """Put a job id on `queue`; the worker resolves everything else from the database."""
     celery_app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue)
