@@ -20,7 +20,9 @@ class Settings(BaseSettings):
     artifacts_url: str | None = Field(None, description="fsspec URL; default: DATA_DIR/artifacts.")
     cors_origins: list[str] = Field(default_factory=list, description="CORS allow-list; empty: CORS off.")
     default_queue: str = Field("cpu", description="Queue for device 'auto' jobs: cpu, or gpu on GPU fleets.")
-    heartbeat_timeout: float = Field(60.0, gt=0, description="Seconds before a silent running job is re-queued.")
+    heartbeat_timeout: float = Field(
+        60.0, gt=0, description="Seconds before a silent running job is re-queued."
+    )
     broker_poll_interval: float = Field(0.1, gt=0, description="Polling of the embedded broker, seconds.")
 
     # Limits (the service's own; the spec has hard ceilings above these).
@@ -28,6 +30,9 @@ class Settings(BaseSettings):
     max_epochs: int = Field(10_000, description="Most epochs a job may ask for.")
     max_upload_bytes: int = Field(50 * 1024 * 1024, description="Largest dataset upload.")
     max_dataset_rows: int = Field(1_000_000, description="Most rows in an uploaded dataset.")
+    max_request_bytes: int = Field(
+        64 * 1024 * 1024, description="Largest request body of any kind; keep it above max_upload_bytes."
+    )
 
     @property
     def resolved_database_url(self) -> str:

@@ -1,0 +1,184 @@
+"""Domain errors and their one rendering: application/problem+json (RFC 9457)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from training.spec import FieldError, describe_errors
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+DATABASE_RETRY_AFTER_SECONDS = 5
+# Where FastAPI says a bad value came from; the field path a person sees starts after it.
+_REQUEST_PARTS = frozenset({"body", "query", "path", "header", "cookie"})
+
+
+class AppError(Exception):
+    """A failure a client can act on; the handler turns it into a problem response."""
+
+    status: int = 500
+    title: str = "Internal server error"
+    slug: str = "internal"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers or {}
+
+    @classmethod
+    def for_field(cls, field: str, message: str) -> AppError:
+        """An error about one field: the detail and the errors list both name it."""
+        return cls(f"{field}: {message}", errors=[FieldError(field=field, message=message)])
+
+
+class NotFound(AppError):
+    """The resource does not exist, or belongs to another owner (the two look the same)."""
+
+    status, title, slug = 404, "Not found", "not-found"
+
+
+class Conflict(AppError):
+    """The request is valid but clashes with the resource's current state."""
+
+    status, title, slug = 409, "Conflict", "conflict"
+
+
+class Unprocessable(AppError):
+    """The request is well-formed but a value is not acceptable."""
+
+    status, title, slug = 422, "Invalid request", "invalid-request"
+
+
+class PayloadTooLarge(AppError):
+    """The request body or upload is over the configured limit."""
+
+    status, title, slug = 413, "Payload too large", "payload-too-large"
+
+
+class Unauthorized(AppError):
+    """No key, an unknown key or a revoked key."""
+
+    status, title, slug = 401, "Unauthorized", "unauthorized"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class ServiceUnavailable(AppError):
+    """A dependency (database, broker) is unreachable for now; try again later."""
+
+    status, title, slug = 503, "Service unavailable", "service-unavailable"
+
+    def __init__(self, detail: str, *, retry_after: int = DATABASE_RETRY_AFTER_SECONDS) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
+def problem_response(
+    *,
+    status: int,
+    title: str,
+    detail: str,
+    slug: str,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """A problem+json response."""
+    body: dict[str, Any] = {"type": f"urn:trainctl:problem:{slug}", "title": title, "status": status}
+    body["detail"] = detail
+    if errors:
+        body["errors"] = [error.model_dump() for error in errors]
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def _app_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return problem_response(
+        status=exc.status,
+        title=exc.title,
+        detail=exc.detail,
+        slug=exc.slug,
+        errors=exc.errors,
+        headers=exc.headers,
+    )
+
+
+def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    raw = []
+    for error in exc.errors():
+        loc = list(error.get("loc", ()))
+        if loc and loc[0] in _REQUEST_PARTS:
+            loc = loc[1:] or [str(error.get("loc", ("body",))[0])]
+        raw.append({**error, "loc": tuple(loc)})
+    errors = describe_errors(raw)
+    detail = "; ".join(f"{error.field}: {error.message}" for error in errors[:5])
+    return problem_response(
+        status=422, title="Invalid request", detail=detail, slug="invalid-request", errors=errors
+    )
+
+
+def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+    return problem_response(
+        status=exc.status_code,
+        title=title,
+        detail=str(exc.detail),
+        slug=title.lower().replace(" ", "-"),
+        headers=dict(exc.headers or {}),
+    )
+
+
+def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    if (
+        isinstance(exc, DBAPIError)
+        and not isinstance(exc, OperationalError)
+        and not exc.connection_invalidated
+    ):
+        return _unexpected(_request, exc)
+    # The message may hold host names; it goes to the log, not to the client.
+    log.warning("database unavailable: %s", type(exc.orig if isinstance(exc, DBAPIError) else exc).__name__)
+    return problem_response(
+        status=503,
+        title="Service unavailable",
+        detail="The database is unreachable or busy; retry shortly.",
+        slug="service-unavailable",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+
+
+def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return problem_response(
+        status=500,
+        title="Internal server error",
+        detail="An unexpected error occurred; it has been logged.",
+        slug="internal",
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render every error the app can raise as problem+json."""
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(DBAPIError, _database_unavailable)
+    app.add_exception_handler(PoolTimeoutError, _database_unavailable)
+    app.add_exception_handler(Exception, _unexpected)

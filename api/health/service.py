@@ -1,0 +1,71 @@
+"""Checks behind GET /v1/health (no FastAPI here)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from api.db import utcnow
+from api.health.schemas import DependencyCheck, HealthReport, WorkerSeen
+from api.models import WorkerBeat
+
+log = logging.getLogger(__name__)
+BROKER_TIMEOUT_SECONDS = 2.0
+
+
+def check_database(session: Session) -> DependencyCheck:
+    """SELECT 1."""
+    try:
+        session.execute(text("SELECT 1"))
+    except SQLAlchemyError as error:
+        session.rollback()
+        return DependencyCheck(ok=False, detail=f"database unreachable ({type(error).__name__})")
+    return DependencyCheck(ok=True, detail="SELECT 1 answered")
+
+
+def check_broker(celery_app: Any) -> DependencyCheck:
+    """Open (and close) a broker connection, giving up after a short timeout."""
+    try:
+        with celery_app.connection_for_write() as connection:
+            connection.ensure_connection(
+                max_retries=1, interval_start=0, interval_step=0, timeout=BROKER_TIMEOUT_SECONDS
+            )
+    except Exception as error:  # kombu raises transport-specific types
+        log.warning("broker check failed: %s", type(error).__name__)
+        return DependencyCheck(ok=False, detail=f"broker unreachable ({type(error).__name__})")
+    return DependencyCheck(ok=True, detail="connected")
+
+
+def recent_workers(session: Session, *, heartbeat_timeout: float) -> list[WorkerSeen]:
+    """Workers whose last heartbeat is within twice the heartbeat timeout."""
+    since = utcnow() - timedelta(seconds=2 * heartbeat_timeout)
+    rows = session.scalars(select(WorkerBeat).where(WorkerBeat.last_seen >= since).order_by(WorkerBeat.name))
+    return [
+        WorkerSeen(
+            name=row.name,
+            device=row.device,
+            queues=[queue for queue in row.queues.split(",") if queue],
+            current_job_id=row.current_job_id,
+            last_seen=row.last_seen,
+        )
+        for row in rows
+    ]
+
+
+def health_report(session: Session, *, celery_app: Any, heartbeat_timeout: float) -> HealthReport:
+    """Database, broker and workers; a dead database makes the report 'unavailable'."""
+    database = check_database(session)
+    broker = check_broker(celery_app)
+    workers = recent_workers(session, heartbeat_timeout=heartbeat_timeout) if database.ok else []
+    if not database.ok:
+        status = "unavailable"
+    elif not broker.ok or not workers:
+        status = "degraded"
+    else:
+        status = "ok"
+    return HealthReport(status=status, database=database, broker=broker, workers=workers)

@@ -1,0 +1,80 @@
+"""The FastAPI application: create_app(settings) wires the database, artifacts, broker and routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from api.artifacts import ArtifactStore
+from api.broker import make_celery
+from api.config import Settings, get_settings
+from api.db import make_engine, make_session_factory
+from api.errors import install_error_handlers
+from api.health.router import router as health_router
+from api.monitoring import RequestMiddleware, make_registry
+from api.monitoring import router as monitoring_router
+
+DESCRIPTION = """
+Train neural networks as a service. Submit a **job spec** (network, activation, initialization,
+normalization, optimizer, clipping, early stopping, L2, dropout), watch per-epoch metrics and
+per-layer diagnostics, download checkpoints, and get predictions.
+
+Every `/v1` endpoint except `/v1/health` needs `Authorization: Bearer <key>`
+(`trainctl keys create --owner NAME`). Errors are `application/problem+json`.
+"""
+
+OPENAPI_TAGS = [
+    {"name": "jobs", "description": "Submit, list, watch, cancel and delete training jobs."},
+    {"name": "specs", "description": "Check a job spec without creating anything."},
+    {"name": "datasets", "description": "Upload CSV or NPZ datasets and refer to them from specs."},
+    {"name": "health", "description": "Liveness of the database, broker and workers."},
+    {"name": "monitoring", "description": "Prometheus metrics."},
+]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app for `settings` (default: the process settings); the schema must already be migrated."""
+    settings = settings or get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    session_factory = make_session_factory(engine)
+    celery_app = make_celery(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        celery_app.close()
+        engine.dispose()
+
+    app = FastAPI(
+        title="trainctl",
+        version="0.1.0",
+        description=DESCRIPTION,
+        openapi_tags=OPENAPI_TAGS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = session_factory
+    app.state.artifacts = ArtifactStore(settings.resolved_artifacts_url)
+    app.state.celery = celery_app
+    registry, latency = make_registry(session_factory)
+    app.state.metrics_registry = registry
+
+    install_error_handlers(app)
+    for router in (health_router, monitoring_router):
+        app.include_router(router)
+
+    # Added last so it runs first: the body limit applies before anything reads the body.
+    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_request_bytes, latency=latency)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        )
+    return app

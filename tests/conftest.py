@@ -1,0 +1,106 @@
+"""Fixtures shared by every test: real databases (SQLite always, PostgreSQL when configured), app, keys."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from api.config import Settings
+
+TEST_DATABASE_ENV = "TRAINCTL_TEST_DATABASE_URL"
+TEST_BROKER_ENV = "TRAINCTL_TEST_BROKER_URL"
+
+
+def _postgres_server_url() -> str:
+    url = os.environ.get(TEST_DATABASE_ENV)
+    if not url:
+        pytest.skip(
+            f"PostgreSQL tests need {TEST_DATABASE_ENV} (e.g. postgresql+psycopg://postgres@127.0.0.1/test)"
+        )
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def blank_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a uniquely named PostgreSQL database dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'trainctl.db'}"
+        return
+    server_url = make_url(_postgres_server_url())
+    name = f"trainctl_test_{uuid.uuid4().hex[:12]}"
+    server = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with server.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as error:
+        server.dispose()
+        pytest.fail(f"{TEST_DATABASE_ENV} is set but PostgreSQL is unreachable: {error}")
+    try:
+        yield server_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with server.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        server.dispose()
+
+
+@pytest.fixture
+def database_url(blank_database_url: str) -> str:
+    """A fresh database migrated to head."""
+    from api.migrate import upgrade_database
+
+    upgrade_database(blank_database_url)
+    return blank_database_url
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    """Settings for one test: its own data dir, database and (for PostgreSQL runs) the test Redis."""
+    broker_url = os.environ.get(TEST_BROKER_ENV) if database_url.startswith("postgresql") else None
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path / "var",
+        database_url=database_url,
+        broker_url=broker_url,
+        artifacts_url=str(tmp_path / "artifacts"),
+        cors_origins=[],
+    )
+
+
+@pytest.fixture
+def app(settings: Settings) -> FastAPI:
+    """The API app for these settings."""
+    from api.main import create_app
+
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    """An HTTP client on the app (lifespan run)."""
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def api_key(app: FastAPI) -> str:
+    """The plaintext secret of a fresh key of owner 'alice'."""
+    from api.auth.service import create_key
+
+    with app.state.session_factory() as session:
+        _key, secret = create_key(session, owner="alice")
+    return secret
+
+
+@pytest.fixture
+def auth_headers(api_key: str) -> dict[str, str]:
+    """Authorization header for 'alice'."""
+    return {"Authorization": f"Bearer {api_key}"}
