@@ -24,6 +24,17 @@ class Settings(BaseSettings):
         60.0, gt=0, description="Seconds before a silent running job is re-queued."
     )
     broker_poll_interval: float = Field(0.1, gt=0, description="Polling of the embedded broker, seconds.")
+    max_attempts: int = Field(3, ge=1, description="Times a job may be lost with its worker before it fails.")
+    sweep_interval: float = Field(5.0, gt=0, description="Seconds between sweeps for stale and lost jobs.")
+    republish_after: float = Field(
+        120.0, gt=0, description="Seconds a job may wait queued before its message is published again."
+    )
+    worker_concurrency: int | None = Field(
+        None, ge=1, description="Jobs at once per worker (default: 2 on CPU hosts, 1 per GPU)."
+    )
+    worker_threads: int | None = Field(
+        None, ge=1, description="Torch threads per job (default: CPU cores / concurrency)."
+    )
 
     # Limits (the service's own; the spec has hard ceilings above these).
     max_parameters: int = Field(10_000_000, description="Largest network, in trainable parameters.")

@@ -1,0 +1,56 @@
+"""The periodic sweep: re-queue jobs whose worker vanished, re-publish jobs whose message was lost.
+
+One implementation, two schedulers: Celery beat in a scaled-out deployment, a thread in `trainctl serve`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery import Celery
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.broker import publish_run_job, queue_for_device
+from api.config import Settings
+from api.db import session_scope
+from api.jobs.lifecycle import SweepOutcome, republish_lost, requeue_stale
+
+log = logging.getLogger(__name__)
+
+
+def run_sweep(*, sessions: sessionmaker[Session], celery_app: Celery, settings: Settings) -> SweepOutcome:
+    """One sweep; jobs are published only after the transaction that re-queued them committed."""
+    with session_scope(sessions) as session:
+        outcome = requeue_stale(
+            session, timeout=settings.heartbeat_timeout, max_attempts=settings.max_attempts
+        )
+    with session_scope(sessions) as session:
+        lost = republish_lost(session, older_than=settings.republish_after)
+    outcome.republish.extend(lost.republish)
+    for job_id, device in outcome.republish:
+        publish_run_job(celery_app, job_id, queue_for_device(device, settings.default_queue))
+    if outcome.republish or outcome.failed:
+        log.info("sweep: re-published %s, failed as lost %s", outcome.republish, outcome.failed)
+    return outcome
+
+
+class SweepThread(threading.Thread):
+    """Runs the sweep every settings.sweep_interval seconds until stopped (the embedded scheduler)."""
+
+    def __init__(self, *, sessions: sessionmaker[Session], celery_app: Celery, settings: Settings) -> None:
+        super().__init__(name="trainctl-sweep", daemon=True)
+        self._sessions, self._celery_app, self._settings = sessions, celery_app, settings
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.wait(self._settings.sweep_interval):
+            try:
+                run_sweep(sessions=self._sessions, celery_app=self._celery_app, settings=self._settings)
+            except Exception:
+                # The database or broker may be down for a while; the next sweep tries again.
+                log.warning("sweep failed; retrying in %.0f s", self._settings.sweep_interval, exc_info=True)
+
+    def stop(self) -> None:
+        """Ask the loop to end after the current sweep."""
+        self._stopped.set()
