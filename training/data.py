@@ -1,0 +1,185 @@
+"""Datasets: built-in, synthetic and file-based; seeded splits; input scaling fitted on train only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn import datasets as skdatasets
+from sklearn.model_selection import train_test_split
+
+from training.spec import (
+    BuiltinDatasetSpec,
+    DatasetSpec,
+    FileDatasetSpec,
+    InputScaling,
+    SyntheticDatasetSpec,
+    Task,
+    UploadedDatasetSpec,
+)
+from training.tabular import DatasetError, Table, make_table, read_dataset
+
+_BUILTIN_LOADERS = {
+    "digits": skdatasets.load_digits,
+    "iris": skdatasets.load_iris,
+    "wine": skdatasets.load_wine,
+    "breast_cancer": skdatasets.load_breast_cancer,
+    "diabetes": skdatasets.load_diabetes,
+}
+
+
+def _xor(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    X = rng.uniform(-1, 1, size=(n, 2))
+    y = (X[:, 0] * X[:, 1] > 0).astype(np.int64)
+    return X + rng.normal(0, noise, X.shape), y
+
+
+def _spirals(n: int, noise: float, rng: np.random.Generator, arms: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    y = np.arange(n) % arms
+    radius = rng.uniform(0.05, 1.0, n)
+    angle = y * 2 * np.pi / arms + radius * 1.75 * np.pi
+    X = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
+    return X + rng.normal(0, noise * 0.5, X.shape), y.astype(np.int64)
+
+
+def _sine(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    X = rng.uniform(-np.pi, np.pi, size=(n, 1))
+    return X, np.sin(X[:, 0]) + rng.normal(0, noise, n)
+
+
+def _synthetic(spec: SyntheticDatasetSpec) -> Table:
+    n, noise, seed = spec.samples, spec.noise, spec.seed
+    rng = np.random.default_rng(seed)
+    match spec.name:
+        case "xor":
+            X, y = _xor(n, noise, rng)
+        case "moons":
+            X, y = skdatasets.make_moons(n, noise=noise, random_state=seed)
+        case "circles":
+            X, y = skdatasets.make_circles(n, noise=noise, factor=0.5, random_state=seed)
+        case "spirals":
+            X, y = _spirals(n, noise, rng)
+        case "blobs":
+            X, y = skdatasets.make_blobs(n, centers=3, n_features=2, cluster_std=1.0 + noise, random_state=seed)
+        case "sine":
+            X, y = _sine(n, noise, rng)
+            return make_table(X, y.astype(np.float32), ["x"], Task.regression)
+    return make_table(X, y, ["x0", "x1"], Task.classification)
+
+
+def load_table(spec: DatasetSpec) -> Table:
+    """Read the dataset a spec names into arrays."""
+    match spec:
+        case BuiltinDatasetSpec():
+            bunch = _BUILTIN_LOADERS[spec.name]()
+            task = Task.regression if spec.name == "diabetes" else Task.classification
+            names = [str(name) for name in getattr(bunch, "feature_names", [])] or [
+                f"x{i}" for i in range(bunch.data.shape[1])
+            ]
+            return make_table(bunch.data, bunch.target, names, task)
+        case SyntheticDatasetSpec():
+            return _synthetic(spec)
+        case FileDatasetSpec():
+            return read_dataset(Path(spec.path), spec.target, spec.task)
+        case UploadedDatasetSpec():
+            raise DatasetError(
+                f"dataset id {spec.id!r} refers to an upload: only the trainctl service can resolve it; "
+                "use a path to the file instead"
+            )
+    raise DatasetError(f"unsupported dataset: {spec!r}")
+
+
+@dataclass
+class Scaler:
+    """x' = (x - shift) / scale, fitted on the training split."""
+
+    kind: InputScaling
+    shift: torch.Tensor
+    scale: torch.Tensor
+
+    @classmethod
+    def fit(cls, kind: InputScaling, X: torch.Tensor) -> Scaler:
+        """Fit on training features; constant features map to 0 instead of dividing by zero."""
+        match kind:
+            case InputScaling.minmax:
+                low, high = X.min(dim=0).values, X.max(dim=0).values
+                # 2(p - min)/(max - min) - 1 == (p - (max + min)/2) / ((max - min)/2)
+                shift, scale = (high + low) / 2, (high - low) / 2
+            case InputScaling.zscore:
+                shift, scale = X.mean(dim=0), X.std(dim=0, unbiased=False)
+            case _:
+                shift, scale = torch.zeros(X.shape[1:]), torch.ones(X.shape[1:])
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        return cls(kind, shift.to(X.dtype), scale.to(X.dtype))
+
+    def __call__(self, X: torch.Tensor) -> torch.Tensor:
+        """Scale features."""
+        if self.kind == InputScaling.none:
+            return X
+        return (X - self.shift.to(X.device)) / self.scale.to(X.device)
+
+
+@dataclass
+class Splits:
+    """Train/validation/test tensors on the training device, already scaled."""
+
+    X_train: torch.Tensor
+    y_train: torch.Tensor
+    X_val: torch.Tensor
+    y_val: torch.Tensor
+    X_test: torch.Tensor
+    y_test: torch.Tensor
+    task: Task
+    features: int
+    outputs: int
+    scaler: Scaler
+    feature_scale: float  # largest |x| of the raw training features, for lint
+    feature_names: list[str]
+    class_labels: list[str] | None
+
+
+def _split(
+    X: np.ndarray, y: np.ndarray, fraction: float, seed: int, stratify: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Hold out `fraction` of the rows; stratified when possible."""
+    if fraction <= 0:
+        return X, X[:0], y, y[:0]
+    try:
+        return train_test_split(X, y, test_size=fraction, random_state=seed, stratify=y if stratify else None)
+    except ValueError:  # a class too small to stratify, or too few rows: fall back to a plain split
+        return train_test_split(X, y, test_size=fraction, random_state=seed)
+
+
+def prepare(spec: DatasetSpec, scaling: InputScaling, seed: int, device: torch.device) -> Splits:
+    """Load, split (fixed by the seed), fit the scaler on train, and move everything to the device."""
+    table = load_table(spec)
+    stratify = table.task == Task.classification
+    X_rest, X_test, y_rest, y_test = _split(table.X, table.y, spec.test_fraction, seed, stratify)
+    val_share = spec.validation_fraction / (1 - spec.test_fraction)
+    X_train, X_val, y_train, y_val = _split(X_rest, y_rest, val_share, seed + 1, stratify)
+    if len(X_train) < 2:
+        raise DatasetError(f"only {len(X_train)} training rows are left after the splits: lower the fractions")
+
+    def tensor(array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array))
+
+    train_raw = tensor(X_train)
+    scaler = Scaler.fit(scaling, train_raw)
+    outputs = table.classes if table.task == Task.classification else table.y.shape[1]
+    return Splits(
+        X_train=scaler(train_raw).to(device),
+        y_train=tensor(y_train).to(device),
+        X_val=scaler(tensor(X_val)).to(device),
+        y_val=tensor(y_val).to(device),
+        X_test=scaler(tensor(X_test)).to(device),
+        y_test=tensor(y_test).to(device),
+        task=table.task,
+        features=table.X.shape[1],
+        outputs=int(outputs or 1),
+        scaler=scaler,
+        feature_scale=float(np.abs(X_train).max()),
+        feature_names=table.feature_names,
+        class_labels=table.class_labels,
+    )
