@@ -1,0 +1,1 @@
+"""The Celery worker: transport only; worker/runner.py does the work."""

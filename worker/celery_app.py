@@ -1,0 +1,113 @@
+"""The worker's Celery app (broker from settings), its process set-up and the sweep schedule."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+from typing import Any
+
+from celery.signals import worker_init, worker_process_init, worker_shutting_down
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.broker import SWEEP_TASK, make_celery
+from api.config import get_settings
+from api.db import make_engine, make_session_factory
+from worker import runner
+
+log = logging.getLogger(__name__)
+
+MAINTENANCE_QUEUE = "maintenance"
+# The signal the main worker process sends its pool children to ask them to hand their jobs back.
+HAND_BACK_SIGNAL = signal.SIGUSR2
+QUEUES_ENV = "TRAINCTL_WORKER_QUEUES"  # set by `trainctl worker`, shown in the worker beat row
+
+celery_app = make_celery(get_settings())
+celery_app.conf.update(
+    include=["worker.tasks"],
+    beat_schedule={
+        "sweep": {
+            "task": SWEEP_TASK,
+            "schedule": get_settings().sweep_interval,
+            # A sweep that waited longer than one interval is superseded by the next one.
+            "options": {"queue": MAINTENANCE_QUEUE, "expires": get_settings().sweep_interval},
+        }
+    },
+)
+
+_context: runner.WorkerContext | None = None
+_sweep_sessions: sessionmaker[Session] | None = None
+
+
+def worker_device() -> str:
+    """What this process trains on: the GPU it was given (CUDA_VISIBLE_DEVICES), else the CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+        return f"cuda:{visible or torch.cuda.current_device()}"
+    return "cpu"
+
+
+def worker_context() -> runner.WorkerContext:
+    """This process's engine, sessions and store, created on first use (after the fork)."""
+    global _context
+    if _context is None:
+        queues = os.environ.get(QUEUES_ENV, "")
+        identity = runner.WorkerIdentity(
+            name=f"{socket.gethostname()}:{os.getpid()}", device=worker_device(), queues=queues
+        )
+        _context = runner.WorkerContext(get_settings(), identity, celery_app)
+    return _context
+
+
+def sweep_sessions() -> sessionmaker[Session]:
+    """Sessions for the sweep task (a maintenance worker needs no torch)."""
+    global _sweep_sessions
+    if _sweep_sessions is None:
+        _sweep_sessions = make_session_factory(make_engine(get_settings().resolved_database_url))
+    return _sweep_sessions
+
+
+def prepare_process() -> None:
+    """Import torch, set its threads and warm it up once per process, so no job pays for it."""
+    import torch
+
+    import training
+
+    threads = get_settings().worker_threads
+    if threads:
+        torch.set_num_threads(threads)
+    training.warm_up()
+    try:
+        worker_context().beat(None)
+    except Exception:
+        log.warning("could not record the worker beat at start", exc_info=True)
+    log.info("worker process ready: %d torch threads", torch.get_num_threads())
+
+
+@worker_process_init.connect
+def _on_pool_child_start(**_kwargs: Any) -> None:
+    signal.signal(HAND_BACK_SIGNAL, lambda *_args: runner.shutdown_requested.set())
+    prepare_process()
+
+
+@worker_init.connect
+def _on_worker_start(sender: Any = None, **_kwargs: Any) -> None:
+    # With the solo pool the main process runs the jobs itself (no worker_process_init is sent).
+    if "solo" in str(getattr(sender, "pool_cls", "")).lower():
+        prepare_process()
+
+
+@worker_shutting_down.connect
+def _on_shutdown(**_kwargs: Any) -> None:
+    # Warm shutdown: running jobs checkpoint at the next step and go back to the queue.
+    runner.shutdown_requested.set()
+    import billiard.process
+
+    for child in billiard.process.active_children():
+        if child.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, HAND_BACK_SIGNAL)

@@ -1,0 +1,289 @@
+"""DB <-> training glue: claim a job, train it with callbacks that report back, and end it."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from celery import Celery
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.artifacts import ArtifactStore
+from api.broker import publish_run_job, queue_for_device
+from api.config import Settings
+from api.db import make_engine, make_session_factory, session_scope
+from api.jobs import lifecycle
+from api.models import Checkpoint, Dataset, Job, JobStatus
+from training.callbacks import Callback, CheckpointInfo
+from training.spec import FileDatasetSpec, JobSpec, UploadedDatasetSpec
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+CANCEL_POLL_S = 0.5  # how stale a cancel request may be when the loop asks should_stop()
+DB_RETRY_FOR_S = 120.0  # how long a write waits out an unreachable database before the job gives up
+
+# Set when the worker process is asked to stop (SIGTERM): running jobs checkpoint and are handed back.
+shutdown_requested = threading.Event()
+
+
+class JobLost(Exception):
+    """The job is no longer this worker's: it was re-queued, cancelled or deleted meanwhile."""
+
+
+@dataclass(frozen=True)
+class WorkerIdentity:
+    """Who runs the job: the name stored on the job and the worker beat row."""
+
+    name: str
+    device: str
+    queues: str
+
+
+class WorkerContext:
+    """Per-process resources: engine, sessions, artifact store (built lazily, after any fork)."""
+
+    def __init__(self, settings: Settings, identity: WorkerIdentity, celery_app: Celery) -> None:
+        self.settings = settings
+        self.celery_app = celery_app
+        self.identity = identity
+        self.engine = make_engine(settings.resolved_database_url)
+        self.sessions: sessionmaker[Session] = make_session_factory(self.engine)
+        self.store = ArtifactStore(settings.resolved_artifacts_url)
+
+    def write(self, action: Callable[[Session], T]) -> T:
+        """Run `action` in one transaction, retrying with backoff while the database is unreachable."""
+        return with_db_retry(lambda: _in_transaction(self.sessions, action), give_up_after=DB_RETRY_FOR_S)
+
+    def beat(self, current_job_id: str | None) -> None:
+        """Record that this worker is alive (and what it runs)."""
+        identity = self.identity
+        self.write(
+            lambda s: lifecycle.record_worker_beat(
+                s,
+                name=identity.name,
+                device=identity.device,
+                queues=identity.queues,
+                current_job_id=current_job_id,
+            )
+        )
+
+
+def _in_transaction(sessions: sessionmaker[Session], action: Callable[[Session], T]) -> T:
+    with session_scope(sessions) as session:
+        return action(session)
+
+
+def with_db_retry(action: Callable[[], T], *, give_up_after: float) -> T:
+    """Call `action`, retrying connection-level database errors with exponential backoff."""
+    deadline = time.monotonic() + give_up_after
+    delay = 0.1
+    while True:
+        try:
+            return action()
+        except DBAPIError as error:
+            # Only errors that say "try again later": a lost connection, a locked SQLite file.
+            transient = error.connection_invalidated or type(error).__name__ == "OperationalError"
+            if not transient or time.monotonic() + delay > deadline:
+                raise
+            log.warning("database unavailable (%s); retrying in %.1f s", type(error.orig).__name__, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+class ServiceCallback(Callback):
+    """Reports a running fit() back to the service: metrics rows, checkpoints, heartbeats, cancellation."""
+
+    def __init__(self, context: WorkerContext, job_id: str) -> None:
+        self.context = context
+        self.job_id = job_id
+        self.lost = False
+        self.cancel_requested = False
+        self._next_poll = 0.0
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        """One metrics row per epoch, with the heartbeat, in one transaction."""
+        worker = self.context.identity.name
+        if not self.context.write(
+            lambda s: lifecycle.record_epoch(s, job_id=self.job_id, worker=worker, record=record)
+        ):
+            self.lost = True
+
+    def on_checkpoint(self, info: CheckpointInfo) -> None:
+        """Upload the checkpoint to the artifact store, then record where it is."""
+        key = checkpoint_key(self.job_id, info.name)
+        self.context.store.put_file(info.path, key)
+        size = info.path.stat().st_size
+        self.context.write(
+            lambda s: lifecycle.record_checkpoint(
+                s, job_id=self.job_id, name=info.name, uri=key, epoch=info.epoch, size_bytes=size
+            )
+        )
+
+    def should_stop(self) -> bool:
+        """Stop on shutdown, on a cancel request or a lost job; reads the database at most every 0.5 s."""
+        if shutdown_requested.is_set() or self.lost or self.cancel_requested:
+            return True
+        now = time.monotonic()
+        if now < self._next_poll:
+            return False
+        self._next_poll = now + CANCEL_POLL_S
+        try:
+            with session_scope(self.context.sessions) as session:
+                self.cancel_requested = lifecycle.is_cancel_requested(session, job_id=self.job_id)
+                beating = lifecycle.heartbeat(session, job_id=self.job_id, worker=self.context.identity.name)
+        except DBAPIError:
+            # An unreachable database must not stop training: the epoch write waits it out instead.
+            log.warning("could not poll job %s; training on", self.job_id)
+            return False
+        self.lost = self.lost or (not beating and not self.cancel_requested)
+        return self.cancel_requested or self.lost
+
+
+def checkpoint_key(job_id: str, name: str) -> str:
+    """Where a job's checkpoint lives in the artifact store."""
+    return f"jobs/{job_id}/checkpoints/{name}.safetensors"
+
+
+def run_job(context: WorkerContext, job_id: str) -> str:
+    """Claim and run one job; returns what happened (skipped, succeeded, failed, cancelled, handed back)."""
+    identity = context.identity
+    if not context.write(
+        lambda s: lifecycle.claim_job(s, job_id=job_id, worker=identity.name, device=identity.device)
+    ):
+        log.info("job %s is not queued (a duplicate delivery, or already taken): skipped", job_id)
+        return "skipped"
+    log.info("job %s claimed by %s", job_id, identity.name)
+    context.beat(job_id)
+    try:
+        return _train(context, job_id)
+    finally:
+        context.beat(None)
+
+
+def _train(context: WorkerContext, job_id: str) -> str:
+    worker = context.identity.name
+    callback = ServiceCallback(context, job_id)
+
+    def finish(status: JobStatus, result: dict[str, Any] | None = None, error: str | None = None) -> str:
+        done = context.write(
+            lambda s: lifecycle.finish_job(
+                s, job_id=job_id, worker=worker, status=status, result=result, error=error
+            )
+        )
+        return status.value if done else "lost"
+
+    with tempfile.TemporaryDirectory(prefix=f"trainctl-{job_id}-") as scratch:
+        out_dir = Path(scratch)
+        try:
+            job = _load_job(context, job_id)
+            if job["cancel_requested"]:
+                return finish(JobStatus.cancelled, error="cancelled before it started")
+            spec = _resolve_dataset(context, JobSpec.model_validate(job["spec"]), out_dir / "data")
+            resume = _fetch_last_checkpoint(context, job_id, out_dir) if job["attempts"] > 1 else False
+
+            import training  # torch was imported and warmed when the worker process started
+
+            result = training.fit(spec, out_dir=out_dir / "run", callbacks=[callback], resume=resume)
+        except Exception as error:
+            log.exception("job %s failed", job_id)
+            return finish(JobStatus.failed, error=describe_error(error))
+
+        outcome = result.to_dict()
+        if callback.lost:
+            log.warning("job %s was taken from this worker while it ran; its result is dropped", job_id)
+            return "lost"
+        if result.status == "cancelled" and shutdown_requested.is_set() and not callback.cancel_requested:
+            return _hand_back(context, job_id, job["device"])
+        if result.status == "succeeded":
+            return finish(JobStatus.succeeded, result=outcome)
+        if result.status == "cancelled":
+            return finish(JobStatus.cancelled, result=outcome, error="cancelled on request")
+        return finish(JobStatus.failed, result=outcome, error=result.error or "training failed")
+
+
+def _load_job(context: WorkerContext, job_id: str) -> dict[str, Any]:
+    """The few fields the runner needs, as plain data (no ORM object leaves the session)."""
+
+    def read(session: Session) -> dict[str, Any]:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise JobLost(f"job {job_id} was deleted")
+        device = str((job.spec.get("training") or {}).get("device", "auto"))
+        return {
+            "spec": job.spec,
+            "attempts": job.attempts,
+            "cancel_requested": job.cancel_requested,
+            "device": device,
+        }
+
+    return context.write(read)
+
+
+def _resolve_dataset(context: WorkerContext, spec: JobSpec, folder: Path) -> JobSpec:
+    """Replace an uploaded dataset {"id"} by a local copy of its file (the engine reads files only)."""
+    dataset = spec.dataset
+    if not isinstance(dataset, UploadedDatasetSpec):
+        return spec
+
+    def read(session: Session) -> dict[str, Any]:
+        row = session.get(Dataset, dataset.id)
+        if row is None:
+            raise ValueError(f"dataset {dataset.id!r} does not exist (was it deleted?)")
+        return {"uri": row.uri, "format": row.format, "target": row.target, "task": row.task}
+
+    row = context.write(read)
+    local = context.store.get_file(row["uri"], folder / f"{dataset.id}.{row['format']}")
+    file_spec = FileDatasetSpec(
+        path=str(local),
+        target=row["target"],
+        task=row["task"],
+        validation_fraction=dataset.validation_fraction,
+        test_fraction=dataset.test_fraction,
+    )
+    return spec.model_copy(update={"dataset": file_spec})
+
+
+def _fetch_last_checkpoint(context: WorkerContext, job_id: str, out_dir: Path) -> bool:
+    """Download the previous attempt's `last` checkpoint where fit(resume=True) looks for it."""
+
+    def read(session: Session) -> str | None:
+        checkpoint = session.get(Checkpoint, (job_id, "last"))
+        return checkpoint.uri if checkpoint is not None else None
+
+    uri = context.write(read)
+    if uri is None or not context.store.exists(uri):
+        return False
+    context.store.get_file(uri, out_dir / "run" / "checkpoints" / "last.safetensors")
+    log.info("job %s resumes from its last checkpoint", job_id)
+    return True
+
+
+def _hand_back(context: WorkerContext, job_id: str, device: str) -> str:
+    """Shutting down: give the job back to the queue; it resumes from its `last` checkpoint elsewhere."""
+    worker = context.identity.name
+    if not context.write(lambda s: lifecycle.hand_back(s, job_id=job_id, worker=worker)):
+        return "lost"
+    publish_run_job(context.celery_app, job_id, queue_for_device(device, context.settings.default_queue))
+    log.info("job %s handed back before shutdown", job_id)
+    return "handed back"
+
+
+def describe_error(error: BaseException) -> str:
+    """A reason a person can act on: the message, prefixed by the kind of error when it adds something."""
+    message = str(error).strip() or "no details"
+    if isinstance(error, ValueError | JobLost):
+        return message
+    if isinstance(error, MemoryError):
+        return "out of memory: make the network or the batch smaller"
+    name = type(error).__name__
+    if "OutOfMemory" in name:
+        return f"out of GPU memory ({message.splitlines()[0]}): make the network or the batch smaller"
+    return f"{name}: {message}"

@@ -1,0 +1,22 @@
+"""Celery tasks: transport only. They receive ids and hand them to the runner."""
+
+from __future__ import annotations
+
+from api.broker import RUN_JOB_TASK, SWEEP_TASK
+from api.config import get_settings
+from api.jobs.sweep import run_sweep
+from worker import runner
+from worker.celery_app import celery_app, sweep_sessions, worker_context
+
+
+@celery_app.task(name=RUN_JOB_TASK)
+def run_job(job_id: str) -> str:
+    """Run one job (a duplicate delivery of a job already taken does nothing)."""
+    return runner.run_job(worker_context(), job_id)
+
+
+@celery_app.task(name=SWEEP_TASK)
+def sweep() -> dict[str, object]:
+    """Re-queue stale jobs and re-publish lost ones (scheduled by Celery beat)."""
+    outcome = run_sweep(sessions=sweep_sessions(), celery_app=celery_app, settings=get_settings())
+    return {"republished": [job_id for job_id, _ in outcome.republish], "failed": outcome.failed}
