@@ -1,0 +1,164 @@
+"""Epoch time of training.fit against hand-written PyTorch loops on the same model and data.
+
+    python bench/engine.py [--rounds 3] [--quick]
+
+Prints a table of median seconds per epoch and samples/s relative to the plain on-device loop.
+All variants train the same MLP (64-256-256-10, batch 128, Adam lr 1e-3, same init) on the same rows.
+fit runs with validation and test fractions 0 so that it does the same work as the loops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from training import fit
+from training.callbacks import Callback
+from training.network import build_network
+from training.spec import JobSpec
+
+HIDDEN = [256, 256]
+BATCH = 128
+
+
+def make_spec(dataset: dict, diagnostics_every: int = 10, epochs: int = 1) -> JobSpec:
+    """The benchmark spec: MLP 64-256-256-10, Adam, no validation or test split."""
+    return JobSpec.model_validate(
+        {
+            "dataset": {**dataset, "validation_fraction": 0.0, "test_fraction": 0.0},
+            "network": {"hidden_layers": HIDDEN},
+            "optimizer": {"name": "adam", "learning_rate": 0.001},
+            "training": {"epochs": epochs, "batch_size": BATCH, "diagnostics_every": diagnostics_every},
+        }
+    )
+
+
+def synthetic_npz(folder: Path, rows: int = 60_000, features: int = 64, classes: int = 10) -> Path:
+    """A 60,000 x 64 classification set with a learnable signal."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(rows, features)).astype(np.float32)
+    y = (X @ rng.normal(size=(features, classes))).argmax(axis=1)
+    path = folder / "synthetic.npz"
+    np.savez(path, X=X, y=y)
+    return path
+
+
+class EpochTimer(Callback):
+    """Collects fit's per-epoch seconds."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def on_epoch_end(self, record: dict) -> None:
+        self.seconds.append(record["seconds"])
+
+
+def time_fit(spec: JobSpec, epochs: int) -> list[float]:
+    """Per-epoch seconds of training.fit."""
+    timer = EpochTimer()
+    fit(spec.model_copy(update={"training": spec.training.model_copy(update={"epochs": epochs})}), None, [timer])
+    return timer.seconds
+
+
+def _data(spec: JobSpec) -> tuple[torch.Tensor, torch.Tensor, nn.Module]:
+    from training.data import prepare
+
+    torch.manual_seed(0)
+    splits = prepare(spec.dataset, spec.normalization.inputs, 0, torch.device("cpu"))
+    model = build_network(spec, splits.features, splits.outputs)
+    return splits.X_train, splits.y_train, model
+
+
+def time_plain(spec: JobSpec, epochs: int, fused: bool = False) -> list[float]:
+    """A plain loop: on-device permutation batches, loss accumulated as a tensor, read once per epoch."""
+    X, y, model = _data(spec)
+    kwargs = {"fused": True} if fused else {}
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, **kwargs)
+    seconds = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        model.train()
+        total = torch.zeros(())
+        order = torch.randperm(len(X))
+        for i in range(0, len(X), BATCH):
+            index = order[i : i + BATCH]
+            loss = F.cross_entropy(model(X[index]), y[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach()
+        total.item()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def time_dataloader(spec: JobSpec, epochs: int) -> list[float]:
+    """The textbook loop: TensorDataset + DataLoader(shuffle=True)."""
+    X, y, model = _data(spec)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=BATCH, shuffle=True)
+    seconds = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        model.train()
+        total = torch.zeros(())
+        for xb, yb in loader:
+            loss = F.cross_entropy(model(xb), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach()
+        total.item()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def main() -> None:
+    """Run every variant in interleaved rounds and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions of every variant")
+    parser.add_argument("--quick", action="store_true", help="fewer epochs (a smoke run)")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp())
+    datasets = {
+        "digits (1,437 rows)": ({"name": "digits"}, 4 if args.quick else 12),
+        "synthetic 60,000 x 64": ({"path": str(synthetic_npz(folder))}, 2 if args.quick else 3),
+    }
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, MLP 64-{'-'.join(map(str, HIDDEN))}-10,"
+          f" batch {BATCH}, median epoch over {args.rounds} rounds (first epoch of each run dropped)\n")
+    header = f"{'dataset':<24}{'variant':<40}{'s/epoch':>10}{'samples/s':>12}{'vs plain':>10}"
+    print(header)
+    print("-" * len(header))
+    for label, (dataset, epochs) in datasets.items():
+        spec = make_spec(dataset)
+        rows = len(_data(spec)[0])
+        variants: dict[str, Callable[[], list[float]]] = {
+            "plain loop (Adam, foreach)": lambda: time_plain(spec, epochs + 1),
+            "plain loop (Adam, fused)": lambda: time_plain(spec, epochs + 1, fused=True),
+            "DataLoader loop": lambda: time_dataloader(spec, epochs + 1),
+            "fit, diagnostics every 10 steps (default)": lambda: time_fit(spec, epochs + 1),
+            "fit, diagnostics every step": lambda: time_fit(make_spec(dataset, 1), epochs + 1),
+            "fit, no diagnostics": lambda: time_fit(make_spec(dataset, 0), epochs + 1),
+        }
+        samples: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(args.rounds):
+            for name, run in variants.items():
+                samples[name].extend(run()[1:])
+        baseline = statistics.median(samples["plain loop (Adam, foreach)"])
+        for name, seconds in samples.items():
+            median = statistics.median(seconds)
+            print(f"{label:<24}{name:<40}{median:>10.4f}{rows / median:>12,.0f}{baseline / median:>9.2f}x")
+        print()
+
+
+if __name__ == "__main__":
+    main()
