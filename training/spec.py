@@ -15,6 +15,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticUndefined, to_jsonable_python
 
 # Hard ceilings that keep a typo (10^9 epochs, a 10^6-wide layer) from ever reaching a worker.
 # The service applies its own, configurable and usually tighter, limits on top.
@@ -24,10 +25,33 @@ MAX_HIDDEN_LAYERS = 64
 MAX_SAMPLES = 1_000_000
 
 
+def _examples_from_defaults(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """Give every documented property an example: its default, or the example spec's value."""
+    for name, prop in schema.get("properties", {}).items():
+        field = model.model_fields.get(name)
+        if field is None:
+            continue
+        if "description" not in prop and isinstance(field.default, str):  # a union's selector key
+            prop["description"] = f"Selects {model.__name__}: {(model.__doc__ or '').strip()}"
+        if "examples" in prop:
+            continue
+        if field.default_factory is not None:
+            value = field.default_factory()  # type: ignore[call-arg]
+        elif field.default is not PydanticUndefined and field.default is not None:
+            value = field.default
+        elif name in EXAMPLE_SPEC and model is JobSpec:
+            value = EXAMPLE_SPEC[name]
+        else:
+            continue
+        prop["examples"] = [to_jsonable_python(value)]
+    if model is JobSpec:
+        schema["examples"] = [EXAMPLE_SPEC]
+
+
 class SpecModel(BaseModel):
     """Base of every spec model: unknown keys are errors that list the valid ones."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, json_schema_extra=_examples_from_defaults)
 
     @model_validator(mode="before")
     @classmethod
@@ -142,7 +166,9 @@ class FileDatasetSpec(SplitOptions):
         None, description="CSV column holding the target (default: the last column).", examples=["label"]
     )
     task: Task | None = Field(
-        None, description="Override the inferred task (integer targets with few values: classification)."
+        None,
+        description="Override the inferred task (integer targets with few values: classification).",
+        examples=["classification"],
     )
 
     @field_validator("path")
@@ -318,7 +344,9 @@ Schedule = Annotated[StepSchedule | CosineSchedule | PlateauSchedule, Field(disc
 
 
 class _OptimizerBase(SpecModel):
-    schedule: Schedule | None = Field(None, description="Optional per-epoch learning-rate schedule.")
+    schedule: Schedule | None = Field(
+        None, description="Optional per-epoch learning-rate schedule.", examples=[{"type": "cosine"}]
+    )
 
 
 class SGD(_OptimizerBase):
@@ -436,7 +464,9 @@ class EarlyStopping(SpecModel):
 class Generalization(SpecModel):
     """Early stopping, L2 regularization and dropout."""
 
-    early_stopping: EarlyStopping | None = Field(None, description="Absent: train for all epochs.")
+    early_stopping: EarlyStopping | None = Field(
+        None, description="Absent: train for all epochs.", examples=[{"patience": 10, "min_delta": 0.0}]
+    )
     l2: float = Field(
         0.0,
         ge=0.0,
@@ -477,7 +507,10 @@ class Training(SpecModel):
         10, ge=0, description="Take per-layer diagnostics every N steps (0: never).", examples=[10]
     )
     checkpoint_every: int | None = Field(
-        None, ge=1, description="Also keep a checkpoint every N epochs (last and best are always kept)."
+        None,
+        ge=1,
+        description="Also keep a checkpoint every N epochs (last and best are always kept).",
+        examples=[10],
     )
 
 
@@ -496,8 +529,6 @@ EXAMPLE_SPEC: dict[str, Any] = {
 class JobSpec(SpecModel):
     """A training job: which network to train on which data, with which techniques."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE_SPEC]})
-
     dataset: DatasetSpec = Field(description="Data to train on: built-in, synthetic, file or upload.")
     network: MLPNetwork = Field(description="Network architecture.")
     activation: Activation = Field(
@@ -510,7 +541,9 @@ class JobSpec(SpecModel):
     )
     normalization: Normalization = Field(default_factory=Normalization, description="Normalization options.")
     optimizer: Optimizer = Field(default_factory=Adam, description="Optimizer and optional schedule.")
-    clipping: Clipping | None = Field(None, description="Gradient clipping: {max_norm} or {max_value}.")
+    clipping: Clipping | None = Field(
+        None, description="Gradient clipping: {max_norm} or {max_value}.", examples=[{"max_norm": 1.0}]
+    )
     generalization: Generalization = Field(
         default_factory=Generalization, description="Early stopping, L2 and dropout."
     )
