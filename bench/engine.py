@@ -65,7 +65,11 @@ class EpochTimer(Callback):
 def time_fit(spec: JobSpec, epochs: int) -> list[float]:
     """Per-epoch seconds of training.fit."""
     timer = EpochTimer()
-    fit(spec.model_copy(update={"training": spec.training.model_copy(update={"epochs": epochs})}), None, [timer])
+    fit(
+        spec.model_copy(update={"training": spec.training.model_copy(update={"epochs": epochs})}),
+        None,
+        [timer],
+    )
     return timer.seconds
 
 
@@ -81,8 +85,7 @@ def _data(spec: JobSpec) -> tuple[torch.Tensor, torch.Tensor, nn.Module]:
 def time_plain(spec: JobSpec, epochs: int, fused: bool = False) -> list[float]:
     """A plain loop: on-device permutation batches, loss accumulated as a tensor, read once per epoch."""
     X, y, model = _data(spec)
-    kwargs = {"fused": True} if fused else {}
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, **kwargs)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused or None)
     seconds = []
     for _ in range(epochs):
         start = time.perf_counter()
@@ -122,9 +125,24 @@ def time_dataloader(spec: JobSpec, epochs: int) -> list[float]:
     return seconds
 
 
+def variants(dataset: dict, epochs: int) -> dict[str, Callable[[], list[float]]]:
+    """Every timed variant on one dataset; each returns per-epoch seconds (first epoch is warm-up)."""
+    spec, runs = make_spec(dataset), epochs + 1
+    return {
+        "plain loop (Adam, foreach)": lambda: time_plain(spec, runs),
+        "plain loop (Adam, fused)": lambda: time_plain(spec, runs, fused=True),
+        "DataLoader loop": lambda: time_dataloader(spec, runs),
+        "fit, diagnostics every 10 steps (default)": lambda: time_fit(spec, runs),
+        "fit, diagnostics every step": lambda: time_fit(make_spec(dataset, 1), runs),
+        "fit, no diagnostics": lambda: time_fit(make_spec(dataset, 0), runs),
+    }
+
+
 def main() -> None:
     """Run every variant in interleaved rounds and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions of every variant")
     parser.add_argument("--quick", action="store_true", help="fewer epochs (a smoke run)")
     args = parser.parse_args()
@@ -133,30 +151,23 @@ def main() -> None:
         "digits (1,437 rows)": ({"name": "digits"}, 4 if args.quick else 12),
         "synthetic 60,000 x 64": ({"path": str(synthetic_npz(folder))}, 2 if args.quick else 3),
     }
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, MLP 64-{'-'.join(map(str, HIDDEN))}-10,"
-          f" batch {BATCH}, median epoch over {args.rounds} rounds (first epoch of each run dropped)\n")
-    header = f"{'dataset':<24}{'variant':<40}{'s/epoch':>10}{'samples/s':>12}{'vs plain':>10}"
+    network = "-".join(map(str, [64, *HIDDEN, 10]))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, MLP {network}, batch {BATCH}")
+    print(f"median epoch over {args.rounds} interleaved rounds, first epoch of each run dropped\n")
+    header = f"{'dataset':<24}{'variant':<44}{'s/epoch':>10}{'samples/s':>12}{'vs plain':>10}"
     print(header)
     print("-" * len(header))
     for label, (dataset, epochs) in datasets.items():
-        spec = make_spec(dataset)
-        rows = len(_data(spec)[0])
-        variants: dict[str, Callable[[], list[float]]] = {
-            "plain loop (Adam, foreach)": lambda: time_plain(spec, epochs + 1),
-            "plain loop (Adam, fused)": lambda: time_plain(spec, epochs + 1, fused=True),
-            "DataLoader loop": lambda: time_dataloader(spec, epochs + 1),
-            "fit, diagnostics every 10 steps (default)": lambda: time_fit(spec, epochs + 1),
-            "fit, diagnostics every step": lambda: time_fit(make_spec(dataset, 1), epochs + 1),
-            "fit, no diagnostics": lambda: time_fit(make_spec(dataset, 0), epochs + 1),
-        }
-        samples: dict[str, list[float]] = {name: [] for name in variants}
+        rows = len(_data(make_spec(dataset))[0])
+        timed = variants(dataset, epochs)
+        samples: dict[str, list[float]] = {name: [] for name in timed}
         for _ in range(args.rounds):
-            for name, run in variants.items():
+            for name, run in timed.items():
                 samples[name].extend(run()[1:])
         baseline = statistics.median(samples["plain loop (Adam, foreach)"])
         for name, seconds in samples.items():
             median = statistics.median(seconds)
-            print(f"{label:<24}{name:<40}{median:>10.4f}{rows / median:>12,.0f}{baseline / median:>9.2f}x")
+            print(f"{label:<24}{name:<44}{median:>10.4f}{rows / median:>12,.0f}{baseline / median:>9.2f}x")
         print()
 
 

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 from training.spec import JobSpec, SpecWarning, lint
 
 if TYPE_CHECKING:
-    from training.checkpoint import TrainedModel, load_model
     from training.callbacks import Callback, CheckpointInfo, Result
+    from training.checkpoint import TrainedModel, load_model
     from training.loop import fit, warm_up
 
 __all__ = [

@@ -62,7 +62,9 @@ def _synthetic(spec: SyntheticDatasetSpec) -> Table:
         case "spirals":
             X, y = _spirals(n, noise, rng)
         case "blobs":
-            X, y = skdatasets.make_blobs(n, centers=3, n_features=2, cluster_std=1.0 + noise, random_state=seed)
+            X, y = skdatasets.make_blobs(
+                n, centers=3, n_features=2, cluster_std=1.0 + noise, random_state=seed
+            )
         case "sine":
             X, y = _sine(n, noise, rng)
             return make_table(X, y.astype(np.float32), ["x"], Task.regression)
@@ -160,7 +162,9 @@ def prepare(spec: DatasetSpec, scaling: InputScaling, seed: int, device: torch.d
     val_share = spec.validation_fraction / (1 - spec.test_fraction)
     X_train, X_val, y_train, y_val = _split(X_rest, y_rest, val_share, seed + 1, stratify)
     if len(X_train) < 2:
-        raise DatasetError(f"only {len(X_train)} training rows are left after the splits: lower the fractions")
+        raise DatasetError(
+            f"only {len(X_train)} training rows are left after the splits: lower the fractions"
+        )
 
     def tensor(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array))

@@ -79,7 +79,9 @@ class LayerDiagnostics:
                     "update_ratio": delta_norm[i] / start_norm[i] if start_norm[i] > 0 else None,
                     "activation_mean": means[1][i] if sampled else None,
                     "activation_std": means[2][i] if sampled else None,
-                    "saturated_fraction": means[3][i] if sampled and self.track_saturation and i < hidden else None,
+                    "saturated_fraction": means[3][i]
+                    if sampled and self.track_saturation and i < hidden
+                    else None,
                     "dead_fraction": means[4][i] if sampled and self.track_dead and i < hidden else None,
                 }
             )

@@ -20,7 +20,7 @@ from training.data import Splits, prepare
 from training.diagnostics import LayerDiagnostics
 from training.network import MLP, LayerInternals, build_network, weight_matrices
 from training.optim import build_optimizer, build_scheduler, clip_gradients, global_grad_norm, l2_penalty
-from training.spec import MAXIMIZED_METRICS, JobSpec, LayerNormalization, Loss, Task, lint
+from training.spec import MAXIMIZED_METRICS, Adam, JobSpec, LayerNormalization, Loss, Task, lint
 from training.tabular import DatasetError
 
 EVAL_CHUNK = 8192
@@ -86,7 +86,9 @@ def _loss_function(spec: JobSpec, task: Task) -> Any:
         loss = Loss.cross_entropy if task == Task.classification else Loss.mse
     if loss == Loss.cross_entropy:
         if task != Task.classification:
-            raise DatasetError("cross_entropy needs a classification dataset; this one is regression: use mse")
+            raise DatasetError(
+                "cross_entropy needs a classification dataset; this one is regression: use mse"
+            )
         return F.cross_entropy
     if task == Task.classification:
         return lambda out, y: F.mse_loss(torch.softmax(out, dim=1), F.one_hot(y, out.shape[1]).to(out.dtype))
@@ -158,9 +160,11 @@ class Trainer:
             internals: list[LayerInternals] | None = [] if sampled else None
             out = self.model(xb, internals)
             data_loss = self.loss_fn(out, yb)
-            loss = data_loss + l2_penalty(self.weights, self.spec.generalization.l2) if self.weights and (
-                self.spec.generalization.l2 > 0
-            ) else data_loss
+            loss = (
+                data_loss + l2_penalty(self.weights, self.spec.generalization.l2)
+                if self.weights and (self.spec.generalization.l2 > 0)
+                else data_loss
+            )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             norm, acted = clip_gradients(self.spec.clipping, self.params)
@@ -296,7 +300,9 @@ class Trainer:
         current = self.spec.model_dump(mode="json")
         saved["training"]["epochs"] = current["training"]["epochs"]  # extending a run is allowed
         if saved != current:
-            raise ValueError(f"{path} was written for a different spec; start a fresh run instead of --resume")
+            raise ValueError(
+                f"{path} was written for a different spec; start a fresh run instead of --resume"
+            )
         self.model.load_state_dict(prefixed(tensors, "model."))
         restore_optimizer(self.optimizer, tensors, meta)
         if self.scheduler is not None and meta["scheduler"] is not None:
@@ -348,8 +354,8 @@ class Trainer:
             record = self._epoch_record(train, started)
             if not math.isfinite(record["train_loss"]):
                 raise TrainingDiverged(
-                    f"the training loss became {record['train_loss']} at epoch {self.epoch}: the steps are too "
-                    f"large for this network. Try a lower optimizer.learning_rate (now "
+                    f"the training loss became {record['train_loss']} at epoch {self.epoch}: the steps are "
+                    f"too large for this network. Try a lower optimizer.learning_rate (now "
                     f"{self.optimizer.param_groups[0]['lr']:g}), gradient clipping (clipping.max_norm: 1.0), "
                     "or normalized inputs (normalization.inputs: zscore)"
                 )
@@ -433,7 +439,11 @@ def fit(
         message = str(failure)
         if isinstance(failure, torch.OutOfMemoryError):
             message = f"out of memory: use a smaller network or batch_size ({failure})"
-        result = trainer._result("failed", "failed", message) if trainer else Result(status="failed", error=message)
+        result = (
+            trainer._result("failed", "failed", message)
+            if trainer
+            else Result(status="failed", error=message)
+        )
         result.seconds = round(time.perf_counter() - started, 3)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -444,7 +454,7 @@ def fit(
 def warm_up() -> None:
     """Pay torch's one-time costs (import, kernels, optimizer construction) before the first job."""
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
-    optimizer = build_optimizer(JobSpec.model_fields["optimizer"].default_factory(), list(model.parameters()))  # type: ignore[misc]
+    optimizer = build_optimizer(Adam(), list(model.parameters()))
     loss = F.cross_entropy(model(torch.randn(16, 4)), torch.randint(0, 3, (16,)))
     loss.backward()
     optimizer.step()

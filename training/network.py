@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 
@@ -76,7 +77,7 @@ class MLP(nn.Module):
         super().__init__()
         widths = [features, *spec.network.hidden_layers]
         norm = spec.normalization
-        self.linears = nn.ModuleList(nn.Linear(w_in, w_out) for w_in, w_out in zip(widths, widths[1:]))
+        self.linears = nn.ModuleList(nn.Linear(w_in, w_out) for w_in, w_out in itertools.pairwise(widths))
         self.norms = nn.ModuleList(
             nn.BatchNorm1d(width, eps=norm.epsilon, momentum=norm.momentum)
             if norm.layers == LayerNormalization.batch
@@ -93,7 +94,7 @@ class MLP(nn.Module):
 
     def linear_layers(self) -> list[nn.Linear]:
         """Every linear layer, input side first (the layers diagnostics report on)."""
-        return [*self.linears, self.output]  # type: ignore[list-item]
+        return [*self.linears, self.output]
 
     def layer_names(self) -> list[str]:
         """Names of the linear layers in diagnostics: hidden1..hiddenN, output."""
@@ -101,7 +102,7 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor, internals: list[LayerInternals] | None = None) -> torch.Tensor:
         """Outputs (logits or values); when `internals` is given, each hidden layer's n and a are appended."""
-        for linear, norm in zip(self.linears, self.norms):
+        for linear, norm in zip(self.linears, self.norms, strict=False):
             net_input = norm(linear(x))
             x = self.activation(net_input)
             if internals is not None:
@@ -111,7 +112,7 @@ class MLP(nn.Module):
         return self.output(x)
 
 
-def weight_matrices(model: nn.Module) -> list[nn.Parameter]:
+def weight_matrices(model: nn.Module) -> list[torch.Tensor]:
     """The weights the L2 penalty covers: linear weight matrices only (not biases, not norm gains)."""
     return [module.weight for module in model.modules() if isinstance(module, nn.Linear)]
 

@@ -28,7 +28,7 @@ from training.spec import (
 Params = Sequence[nn.Parameter]
 
 
-def _fast_kwargs(cls: type[torch.optim.Optimizer]) -> dict[str, Any]:
+def _fast_kwargs(cls: Any) -> dict[str, Any]:
     """Fused kernels where this torch has them for the optimizer (one kernel per step), else foreach."""
     try:
         cls([nn.Parameter(torch.zeros(1))], lr=0.1, fused=True)
@@ -79,7 +79,7 @@ def build_scheduler(spec: Optimizer, optimizer: torch.optim.Optimizer, epochs: i
     raise ValueError(f"unsupported schedule {spec.schedule!r}")
 
 
-def l2_penalty(weights: Params, l2: float) -> torch.Tensor:
+def l2_penalty(weights: Sequence[torch.Tensor], l2: float) -> torch.Tensor:
     """λ·Σ w² over the given weight matrices (the chapter's regularized performance index)."""
     return l2 * torch.stack([weight.pow(2).sum() for weight in weights]).sum()
 
@@ -92,7 +92,9 @@ def global_grad_norm(params: Params) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
-def clip_gradients(clipping: Clipping | None, params: Params) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def clip_gradients(
+    clipping: Clipping | None, params: Params
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Clip in place; returns (pre-clip global norm, whether clipping acted) as tensors, or Nones."""
     match clipping:
         case NormClipping(max_norm=max_norm):

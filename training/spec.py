@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from difflib import get_close_matches
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -51,7 +52,9 @@ def _examples_from_defaults(schema: dict[str, Any], model: type[BaseModel]) -> N
 class SpecModel(BaseModel):
     """Base of every spec model: unknown keys are errors that list the valid ones."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True, json_schema_extra=_examples_from_defaults)
+    model_config = ConfigDict(
+        extra="forbid", validate_default=True, json_schema_extra=_examples_from_defaults
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -61,7 +64,8 @@ class SpecModel(BaseModel):
             unknown = [key for key in data if key not in cls.model_fields]
             if unknown:
                 hints = [
-                    f"'{key}' (did you mean '{close[0]}'?)" if (close := get_close_matches(str(key), valid, 1))
+                    f"'{key}' (did you mean '{close[0]}'?)"
+                    if (close := get_close_matches(str(key), valid, 1))
                     else f"'{key}'"
                     for key in unknown
                 ]
@@ -138,7 +142,7 @@ class SplitOptions(SpecModel):
     def _fractions_leave_training_data(self) -> SplitOptions:
         if self.validation_fraction + self.test_fraction > 0.9:
             raise ValueError(
-                "validation_fraction + test_fraction must be at most 0.9 so that some data is left to train on"
+                "validation_fraction + test_fraction must be at most 0.9, to leave data to train on"
             )
         return self
 
@@ -154,7 +158,9 @@ class SyntheticDatasetSpec(SplitOptions):
 
     name: SyntheticDataset = Field(description="Synthetic generator name.", examples=["moons"])
     samples: int = Field(1000, ge=10, le=MAX_SAMPLES, description="Number of examples.", examples=[1000])
-    noise: float = Field(0.1, ge=0.0, le=10.0, description="Standard deviation of added noise.", examples=[0.1])
+    noise: float = Field(
+        0.1, ge=0.0, le=10.0, description="Standard deviation of added noise.", examples=[0.1]
+    )
     seed: int = Field(0, ge=0, description="Seed of the generator.", examples=[0])
 
 
@@ -185,7 +191,7 @@ class UploadedDatasetSpec(SplitOptions):
     id: str = Field(description="Id returned by the upload.", examples=["ds_4f1c2a"])
 
 
-def _dataset_kind(value: Any) -> str:
+def _dataset_kind(value: Any) -> str | None:
     """Pick the dataset model by the keys present, so errors speak about the right one."""
     get = value.get if isinstance(value, dict) else lambda key, default=None: getattr(value, key, default)
     if get("path") is not None:
@@ -207,8 +213,11 @@ DatasetSpec = Annotated[
         _dataset_kind,
         custom_error_type="unknown_dataset",
         custom_error_message=(
-            "dataset needs a name (built-in: " + ", ".join(BuiltinDataset) + "; synthetic: "
-            + ", ".join(SyntheticDataset) + "), a path (.csv or .npz) or an uploaded dataset id"
+            "dataset needs a name (built-in: "
+            + ", ".join(BuiltinDataset)
+            + "; synthetic: "
+            + ", ".join(SyntheticDataset)
+            + "), a path (.csv or .npz) or an uploaded dataset id"
         ),
     ),
 ]
@@ -373,7 +382,7 @@ class Nesterov(_OptimizerBase):
 
 
 class Adam(_OptimizerBase):
-    """Adam."""
+    """Adam: steps scaled by running estimates of the gradient moments."""
 
     name: Literal["adam"] = "adam"
     learning_rate: LearningRate = 0.001
@@ -392,7 +401,7 @@ class AdamW(_OptimizerBase):
 
 
 class RMSprop(_OptimizerBase):
-    """RMSprop."""
+    """RMSprop: steps scaled by a running RMS of the gradients."""
 
     name: Literal["rmsprop"] = "rmsprop"
     learning_rate: LearningRate = 0.001
@@ -402,7 +411,7 @@ class RMSprop(_OptimizerBase):
 
 
 class Adagrad(_OptimizerBase):
-    """Adagrad."""
+    """Adagrad: steps scaled by the accumulated squared gradients."""
 
     name: Literal["adagrad"] = "adagrad"
     learning_rate: LearningRate = 0.01
@@ -533,11 +542,11 @@ class JobSpec(SpecModel):
     network: MLPNetwork = Field(description="Network architecture.")
     activation: Activation = Field(
         Activation.relu,
-        description="Hidden-layer transfer function; logsig, tansig, poslin and purelin are accepted aliases.",
+        description="Hidden-layer transfer function; aliases logsig, tansig, poslin, purelin are accepted.",
     )
     initialization: Initialization = Field(
         InitName.xavier_uniform,
-        description="Weight initialization: a scheme name, or {scheme: normal, std} / {scheme: uniform, limit}.",
+        description="Weight initialization: a name, or {scheme: normal, std} / {scheme: uniform, limit}.",
     )
     normalization: Normalization = Field(default_factory=Normalization, description="Normalization options.")
     optimizer: Optimizer = Field(default_factory=Adam, description="Optimizer and optional schedule.")
@@ -566,7 +575,7 @@ class JobSpec(SpecModel):
         if isinstance(value, str) and value not in set(InitName):
             raise ValueError(
                 f"unknown initialization '{value}'; allowed: {', '.join(InitName)}, "
-                "or an object {\"scheme\": \"normal\", \"std\": x} / {\"scheme\": \"uniform\", \"limit\": x}"
+                'or an object {"scheme": "normal", "std": x} / {"scheme": "uniform", "limit": x}'
             )
         return value
 
@@ -661,7 +670,7 @@ def lint(spec: JobSpec, *, feature_scale: float | None = None) -> list[SpecWarni
 def count_parameters(spec: JobSpec, *, features: int, outputs: int) -> int:
     """Trainable parameters of the network the spec builds, computed without torch."""
     widths = [features, *spec.network.hidden_layers, outputs]
-    total = sum(w_in * w_out + w_out for w_in, w_out in zip(widths, widths[1:], strict=False))
+    total = sum(w_in * w_out + w_out for w_in, w_out in itertools.pairwise(widths))
     if spec.normalization.layers != LayerNormalization.none:
         total += 2 * sum(spec.network.hidden_layers)  # gain and bias of each normalized unit
     return total
@@ -674,8 +683,20 @@ def dataset_shape(spec: JobSpec) -> DatasetInfo | None:
 
 # Segments pydantic adds to an error location for union members; a person thinks in field paths.
 _UNION_TAGS = frozenset(
-    {"builtin", "synthetic", "file", "upload", "norm", "value", "normal", "uniform", "step", "cosine",
-     "plateau", *OPTIMIZER_NAMES}
+    {
+        "builtin",
+        "synthetic",
+        "file",
+        "upload",
+        "norm",
+        "value",
+        "normal",
+        "uniform",
+        "step",
+        "cosine",
+        "plateau",
+        *OPTIMIZER_NAMES,
+    }
 )
 
 
@@ -691,7 +712,8 @@ def describe_errors(errors: list[Any]) -> list[FieldError]:
     seen: dict[str, FieldError] = {}
     for error in errors:
         parts = [
-            str(part) for part in error.get("loc", ())
+            str(part)
+            for part in error.get("loc", ())
             if not (isinstance(part, str) and (part in _UNION_TAGS or "[" in part))
         ]
         field = ".".join(parts) or "spec"

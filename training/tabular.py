@@ -42,9 +42,7 @@ def infer_task(y: np.ndarray) -> Task:
     return Task.regression
 
 
-def make_table(
-    X: np.ndarray, y: np.ndarray, feature_names: list[str], task: Task | None = None
-) -> Table:
+def make_table(X: np.ndarray, y: np.ndarray, feature_names: list[str], task: Task | None = None) -> Table:
     """Check shapes and values, encode class labels as 0..K-1, and infer the task."""
     if X.ndim != 2:
         raise DatasetError(f"features must be a 2-D array (rows, features); got shape {X.shape}")
