@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -89,6 +90,44 @@ class ServiceUnavailable(AppError):
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
 
 
+class Problem(BaseModel):
+    """An RFC 9457 problem: what went wrong and, for bad input, which fields."""
+
+    type: str = Field(examples=["urn:trainctl:problem:invalid-request"])
+    title: str = Field(examples=["Invalid request"])
+    status: int = Field(examples=[422])
+    detail: str = Field(examples=["spec.optimizer.learning_rate: Input should be greater than 0"])
+    errors: list[FieldError] | None = Field(None, description="One entry per invalid field.")
+
+
+_STATUS_TEXT = {
+    401: "No key, an unknown key or a revoked key.",
+    404: "No such resource, or it belongs to another owner.",
+    409: "The request clashes with the resource's current state.",
+    413: "The body or upload is over the configured limit.",
+    422: "A value is not acceptable; `errors` names the fields.",
+    503: "The database is unreachable; retry after Retry-After seconds.",
+}
+
+
+def problem_responses(
+    *statuses: int, success: dict[str, Any] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for problem responses (401, 422 and 503 always), plus an optional 200 entry."""
+    responses: dict[int | str, dict[str, Any]] = {200: success} if success else {}
+    return responses | {
+        status: {
+            "model": Problem,
+            "description": _STATUS_TEXT[status],
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in sorted({401, 422, 503, *statuses})
+    }
+
+
+PROBLEM_RESPONSES = problem_responses()
+
+
 def problem_response(
     *,
     status: int,
@@ -124,7 +163,8 @@ def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     for error in exc.errors():
         loc = list(error.get("loc", ()))
         if loc and loc[0] in _REQUEST_PARTS:
-            loc = loc[1:] or [str(error.get("loc", ("body",))[0])]
+            # ("body", 0) is a body that is not JSON at all: name the body itself.
+            loc = loc[1:] if len(loc) > 1 and isinstance(loc[1], str) else loc[:1]
         raw.append({**error, "loc": tuple(loc)})
     errors = describe_errors(raw)
     detail = "; ".join(f"{error.field}: {error.message}" for error in errors[:5])

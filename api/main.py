@@ -11,11 +11,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from api.artifacts import ArtifactStore
 from api.broker import make_celery
 from api.config import Settings, get_settings
+from api.datasets.router import router as datasets_router
 from api.db import make_engine, make_session_factory
 from api.errors import install_error_handlers
 from api.health.router import router as health_router
+from api.jobs.router import router as jobs_router
 from api.monitoring import RequestMiddleware, make_registry
 from api.monitoring import router as monitoring_router
+from api.specs.router import router as specs_router
 
 DESCRIPTION = """
 Train neural networks as a service. Submit a **job spec** (network, activation, initialization,
@@ -65,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics_registry = registry
 
     install_error_handlers(app)
-    for router in (health_router, monitoring_router):
+    for router in (jobs_router, specs_router, datasets_router, health_router, monitoring_router):
         app.include_router(router)
 
     # Added last so it runs first: the body limit applies before anything reads the body.

@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import PayloadTooLarge, problem_response
+from api.errors import problem_response
 from api.models import EpochMetric, Job, JobStatus
 
 log = logging.getLogger(__name__)
@@ -93,22 +93,37 @@ class RequestMiddleware:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await self._too_large(scope, receive, send_with_status)
+        elif declared is None and scope["method"] in ("POST", "PUT", "PATCH"):
+            # A chunked body has no length to check: read it here (up to the limit), then replay it.
+            buffered = await self._read_limited(receive)
+            if buffered is None:
+                await self._too_large(scope, receive, send_with_status)
+            else:
+
+                async def replay() -> Message:
+                    return buffered.pop(0) if buffered else await receive()
+
+                await self.app(scope, replay, send_with_status)
         else:
-            received = 0
-
-            async def counting_receive() -> Message:
-                # A chunked body has no Content-Length: count what actually arrives.
-                nonlocal received
-                message = await receive()
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise PayloadTooLarge(_limit_message(limit))
-                return message
-
-            await self.app(scope, counting_receive, send_with_status)
+            await self.app(scope, receive, send_with_status)
         route = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
         self.latency.labels(scope["method"], template, str(status)).observe(time.perf_counter() - started)
+
+    async def _read_limited(self, receive: Receive) -> list[Message] | None:
+        """The body's messages, or None as soon as it passes the limit."""
+        messages: list[Message] = []
+        received = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                return messages
+            received += len(message.get("body", b""))
+            if received > self.max_body_bytes:
+                return None
+            if not message.get("more_body", False):
+                return messages
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem_response(

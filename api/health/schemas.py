@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
+
+from api.schema_types import UtcDateTime
 
 
 class DependencyCheck(BaseModel):
@@ -22,7 +23,7 @@ class WorkerSeen(BaseModel):
     device: str
     queues: list[str]
     current_job_id: str | None
-    last_seen: datetime
+    last_seen: UtcDateTime
 
 
 class HealthReport(BaseModel):

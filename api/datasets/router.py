@@ -1,0 +1,80 @@
+"""/v1/datasets: upload, list, read."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Path, UploadFile
+
+from api.datasets import service
+from api.datasets.schemas import DatasetList, DatasetOut
+from api.deps import ArtifactsDep, OwnerDep, SessionDep, SettingsDep
+from api.errors import problem_responses
+from training.spec import Task
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Upload a dataset",
+    description="Multipart upload of a CSV with a header row (target: the last column, or `target`) or an "
+    ".npz holding arrays X and y (read without pickle). The size is checked before parsing "
+    "(TRAINCTL_MAX_UPLOAD_BYTES → 413); a file that cannot be used is a 422 naming `file`. "
+    'Train on it with `"dataset": {"id": "<id>"}`.',
+    response_model=DatasetOut,
+    responses=problem_responses(413),
+)
+def post_dataset(
+    owner: OwnerDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    artifacts: ArtifactsDep,
+    file: Annotated[UploadFile, File(description="A .csv with a header row, or an .npz with X and y.")],
+    target: Annotated[str | None, Form(max_length=255, description="CSV target column.")] = None,
+    task: Annotated[Task | None, Form(description="Override the inferred task.")] = None,
+) -> DatasetOut:
+    """Upload a dataset."""
+    limit = settings.max_upload_bytes
+    data = file.file.read(limit + 1)  # one byte over is enough to know it is too large
+    if len(data) > limit:
+        raise service.upload_too_large(limit)
+    return service.upload_dataset(
+        session,
+        owner=owner,
+        filename=file.filename,
+        data=data,
+        target=target or None,
+        task=task,
+        artifacts=artifacts,
+        settings=settings,
+    )
+
+
+@router.get(
+    "",
+    summary="List datasets",
+    description=f"Your uploaded datasets, newest first (the latest {service.MAX_LISTED}).",
+    response_model=DatasetList,
+    responses=problem_responses(),
+)
+def get_datasets(owner: OwnerDep, session: SessionDep) -> DatasetList:
+    """List datasets."""
+    return service.list_datasets(session, owner=owner)
+
+
+@router.get(
+    "/{dataset_id}",
+    summary="Get a dataset",
+    description="Rows, feature columns, task and classes of one uploaded dataset.",
+    response_model=DatasetOut,
+    responses=problem_responses(404),
+)
+def get_dataset(
+    dataset_id: Annotated[str, Path(max_length=64, description="The dataset's id.")],
+    owner: OwnerDep,
+    session: SessionDep,
+) -> DatasetOut:
+    """Read one dataset."""
+    return service.get_dataset(session, owner=owner, dataset_id=dataset_id)

@@ -1,0 +1,1 @@
+"""Jobs: submission, listing, cancellation and outputs (API side); lifecycle and sweep (worker side)."""

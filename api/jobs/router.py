@@ -1,0 +1,234 @@
+"""/v1/jobs: thin routes over api.jobs.service and api.jobs.outputs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from api.deps import ArtifactsDep, OwnerDep, SessionDep, SettingsDep
+from api.errors import problem_responses
+from api.jobs import outputs, service
+from api.jobs.schemas import (
+    CheckpointInfo,
+    JobCreate,
+    JobDetail,
+    JobPage,
+    MetricsPage,
+    PredictRequest,
+    PredictResponse,
+)
+from api.models import JobStatus
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+JobId = Annotated[str, Path(description="The job's id.", max_length=64, examples=["job_3f9c1a2b4d5e6f70"])]
+CheckpointName = Annotated[
+    str, Path(description="best, last, or epoch-NNNN.", max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+]
+
+
+@router.post(
+    "",
+    status_code=202,
+    summary="Submit a training job",
+    description="Validates the spec (schema, dataset, service limits), stores a queued job and hands its id "
+    "to a worker. Answers 202 with the job and its lint warnings. With an `Idempotency-Key` header a retry "
+    "with the same body returns the same job (200); the same key with a different body is a 409.",
+    response_model=JobDetail,
+    responses=problem_responses(
+        409, success={"model": JobDetail, "description": "Replay of an earlier request with this key."}
+    ),
+)
+def post_job(
+    body: JobCreate,
+    request: Request,
+    response: Response,
+    owner: OwnerDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(min_length=1, max_length=255, description="Makes retries safe: one key, one job."),
+    ] = None,
+) -> JobDetail:
+    """Submit a job."""
+    job, created = service.submit_job(
+        session,
+        owner=owner,
+        request=body,
+        settings=settings,
+        celery_app=request.app.state.celery,
+        idempotency_key=idempotency_key,
+    )
+    if not created:
+        response.status_code = 200
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return job
+
+
+@router.get(
+    "",
+    summary="List jobs",
+    description="Your jobs, newest first, optionally filtered by status, tag and name. "
+    "Pass `next_cursor` back as `cursor` for the next page.",
+    response_model=JobPage,
+    responses=problem_responses(),
+)
+def get_jobs(
+    owner: OwnerDep,
+    session: SessionDep,
+    status: Annotated[JobStatus | None, Query(description="Only jobs in this state.")] = None,
+    tag: Annotated[str | None, Query(max_length=100, description="Only jobs with this tag.")] = None,
+    name: Annotated[str | None, Query(max_length=200, description="Only jobs with this name.")] = None,
+    limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE_SIZE, description="Page size.")] = 20,
+    cursor: Annotated[str | None, Query(max_length=500, description="From a previous page.")] = None,
+) -> JobPage:
+    """List jobs."""
+    return service.list_jobs(
+        session, owner=owner, status=status, tag=tag, name=name, limit=limit, cursor=cursor
+    )
+
+
+@router.get(
+    "/{job_id}",
+    summary="Get a job",
+    description="Status, progress {epoch, epochs, eta_seconds}, spec, warnings, result summary (best, final "
+    "and test metrics, stopped_early, best_epoch), error, timestamps, worker and device.",
+    response_model=JobDetail,
+    responses=problem_responses(404),
+)
+def get_job(job_id: JobId, owner: OwnerDep, session: SessionDep) -> JobDetail:
+    """Read one job."""
+    return service.get_job(session, owner=owner, job_id=job_id)
+
+
+@router.get(
+    "/{job_id}/metrics",
+    summary="Per-epoch metrics",
+    description="One record per finished epoch (losses, accuracy, learning rate, and `layers`: per-layer "
+    "gradient norms, saturation, dead units...). `since_epoch` returns only later epochs (for polling); "
+    "`fields` keeps only the named keys (epoch is always kept); `format=csv` flattens layer diagnostics "
+    "into `layers.<name>.<field>` columns.",
+    response_model=MetricsPage,
+    responses=problem_responses(404, success={"content": {"text/csv": {}}}),
+)
+def get_metrics(
+    job_id: JobId,
+    owner: OwnerDep,
+    session: SessionDep,
+    since_epoch: Annotated[int | None, Query(ge=0, description="Only epochs after this one.")] = None,
+    fields: Annotated[
+        str | None, Query(max_length=1000, description="Comma-separated keys to keep, e.g. val_loss,layers.")
+    ] = None,
+    format: Annotated[Literal["json", "csv"], Query(description="json (default) or csv.")] = "json",
+) -> MetricsPage | Response:
+    """Read metrics."""
+    wanted = [field.strip() for field in fields.split(",") if field.strip()] if fields else None
+    page = outputs.job_metrics(session, owner=owner, job_id=job_id, since_epoch=since_epoch, fields=wanted)
+    if format == "csv":
+        return Response(
+            outputs.metrics_csv(page),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{job_id}-metrics.csv"'},
+        )
+    return page
+
+
+@router.get(
+    "/{job_id}/checkpoints",
+    summary="List checkpoints",
+    description="The job's checkpoint files (`last`, `best`, and any periodic ones), with download URLs.",
+    response_model=list[CheckpointInfo],
+    responses=problem_responses(404),
+)
+def get_checkpoints(job_id: JobId, owner: OwnerDep, session: SessionDep) -> list[CheckpointInfo]:
+    """List checkpoints."""
+    return outputs.list_checkpoints(session, owner=owner, job_id=job_id)
+
+
+@router.get(
+    "/{job_id}/checkpoints/{name}",
+    summary="Download a checkpoint",
+    description="Streams the safetensors file (weights, optimizer state, and JSON metadata with the spec). "
+    "Load it with `training.load_model(path)`.",
+    response_class=StreamingResponse,
+    responses=problem_responses(
+        404, success={"content": {"application/octet-stream": {}}, "description": "The file."}
+    ),
+)
+def download_checkpoint(
+    job_id: JobId, name: CheckpointName, owner: OwnerDep, session: SessionDep, artifacts: ArtifactsDep
+) -> StreamingResponse:
+    """Stream a checkpoint file."""
+    found = outputs.checkpoint_download(session, owner=owner, job_id=job_id, name=name, artifacts=artifacts)
+    return StreamingResponse(
+        artifacts.iter_bytes(found.key),
+        media_type="application/octet-stream",
+        headers={
+            "Content-Disposition": f'attachment; filename="{found.filename}"',
+            "Content-Length": str(found.size_bytes),
+        },
+    )
+
+
+@router.post(
+    "/{job_id}/predict",
+    summary="Predict with a trained job",
+    description="Runs the job's best checkpoint (its last when there is no best yet) on raw feature rows "
+    "(scaling is applied as in training). Classification answers classes and probabilities; regression "
+    "answers values. 409 while the job has no checkpoint.",
+    response_model=PredictResponse,
+    responses=problem_responses(404, 409),
+)
+def post_predict(
+    job_id: JobId,
+    body: PredictRequest,
+    owner: OwnerDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    artifacts: ArtifactsDep,
+) -> PredictResponse:
+    """Predict."""
+    return outputs.predict(
+        session,
+        owner=owner,
+        job_id=job_id,
+        inputs=body.inputs,
+        artifacts=artifacts,
+        cache_dir=settings.data_dir / "cache",
+    )
+
+
+@router.post(
+    "/{job_id}/cancel",
+    summary="Cancel a job",
+    description="A queued job is cancelled at once; a running job is asked to stop and ends `cancelled` "
+    "within a step or two (watch its status). Cancelling a cancelled job is harmless; a job that has "
+    "succeeded or failed answers 409.",
+    response_model=JobDetail,
+    responses=problem_responses(404, 409),
+)
+def post_cancel(job_id: JobId, owner: OwnerDep, session: SessionDep) -> JobDetail:
+    """Cancel a job."""
+    return service.cancel_job(session, owner=owner, job_id=job_id)
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=204,
+    summary="Delete a job",
+    description="Removes a finished job's metrics, checkpoints and files. A queued or running job answers "
+    "409: cancel it first.",
+    response_class=Response,
+    responses=problem_responses(404, 409),
+)
+def delete_job(
+    job_id: JobId, owner: OwnerDep, session: SessionDep, settings: SettingsDep, artifacts: ArtifactsDep
+) -> Response:
+    """Delete a finished job."""
+    service.delete_job(
+        session, owner=owner, job_id=job_id, artifacts=artifacts, cache_dir=settings.data_dir / "cache"
+    )
+    return Response(status_code=204)

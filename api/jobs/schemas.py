@@ -1,0 +1,131 @@
+"""Request and response shapes of the jobs API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from api.models import JobStatus
+from api.schema_types import UtcDateTime
+from training.spec import EXAMPLE_SPEC, JobSpec, SpecWarning
+
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+MAX_TAGS = 20
+MAX_PREDICT_ROWS = 10_000
+
+
+class JobCreate(BaseModel):
+    """A job to run: an optional name and tags, and the spec."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "iris-adam", "tags": ["demo"], "spec": EXAMPLE_SPEC}]},
+    )
+
+    name: str | None = Field(None, min_length=1, max_length=200, description="A label for people.")
+    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS, description="Labels to filter by.")
+    spec: JobSpec
+
+
+class Progress(BaseModel):
+    """How far training has come."""
+
+    epoch: int = Field(description="Last finished epoch (0 before the first).")
+    epochs: int = Field(description="Epochs asked for (early stopping may end sooner).")
+    eta_seconds: float | None = Field(
+        description="Estimated seconds left while running, from the mean epoch time."
+    )
+
+
+class ResultSummary(BaseModel):
+    """The outcome of training, once the job has finished."""
+
+    epochs_run: int | None = None
+    stopped_early: bool | None = None
+    stop_reason: str | None = None
+    best_epoch: int | None = None
+    best: dict[str, Any] | None = Field(None, description="Metrics of the best epoch.")
+    final: dict[str, Any] | None = Field(None, description="Metrics of the last epoch.")
+    test: dict[str, Any] | None = Field(None, description="Metrics on the held-out test split.")
+    parameters: int | None = None
+    seconds: float | None = None
+
+
+class JobSummary(BaseModel):
+    """A job as listed."""
+
+    id: str
+    name: str | None
+    tags: list[str]
+    status: JobStatus
+    progress: Progress
+    error: str | None
+    created_at: UtcDateTime
+    started_at: UtcDateTime | None
+    finished_at: UtcDateTime | None
+
+
+class JobDetail(JobSummary):
+    """Everything known about a job."""
+
+    spec: dict[str, Any]
+    warnings: list[SpecWarning]
+    result: ResultSummary | None
+    cancel_requested: bool
+    worker: str | None
+    device: str | None
+    attempts: int
+    queued_at: UtcDateTime
+    heartbeat_at: UtcDateTime | None
+
+
+class JobPage(BaseModel):
+    """One page of jobs, newest first."""
+
+    items: list[JobSummary]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last page.")
+
+
+class MetricsPage(BaseModel):
+    """Per-epoch metric records of a job, oldest epoch first."""
+
+    job_id: str
+    items: list[dict[str, Any]] = Field(
+        description="One record per epoch: epoch, train_loss, val_loss, ..., "
+        "layers: [{name, grad_norm, ...}]."
+    )
+
+
+class CheckpointInfo(BaseModel):
+    """A stored checkpoint file."""
+
+    name: str = Field(examples=["best"])
+    epoch: int
+    size_bytes: int
+    updated_at: UtcDateTime
+    url: str = Field(description="Where to download it (same authentication).")
+
+
+class PredictRequest(BaseModel):
+    """Raw (unscaled) feature rows, as in the training data."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"inputs": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}]},
+    )
+
+    inputs: list[list[Annotated[float, Field(allow_inf_nan=False)]]] = Field(
+        min_length=1, max_length=MAX_PREDICT_ROWS, description="Rows of features."
+    )
+
+
+class PredictResponse(BaseModel):
+    """Predictions of the job's best checkpoint."""
+
+    job_id: str
+    checkpoint: str = Field(description="Which checkpoint answered: best, or last when there is no best.")
+    epoch: int
+    classes: list[str] | None = Field(None, description="Classification: the predicted class of each row.")
+    probabilities: list[list[float]] | None = Field(None, description="Classification: class probabilities.")
+    values: list[list[float]] | None = Field(None, description="Regression: predicted values of each row.")

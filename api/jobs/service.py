@@ -1,0 +1,255 @@
+"""Submitting, listing, reading, cancelling and deleting jobs (no FastAPI here)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import secrets
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+from celery import Celery
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from api.artifacts import ArtifactStore
+from api.broker import publish_run_job, queue_for_device
+from api.config import Settings
+from api.db import utcnow
+from api.errors import Conflict, NotFound, Unprocessable
+from api.jobs.schemas import JobCreate, JobDetail, JobPage, JobSummary, Progress, ResultSummary
+from api.models import Checkpoint, EpochMetric, Job, JobStatus, JobTag
+from api.models.job import FINISHED
+from api.specs.service import check_spec
+from training.spec import SpecWarning
+
+log = logging.getLogger(__name__)
+MAX_PAGE_SIZE = 100
+
+
+def new_job_id() -> str:
+    """A random, URL-safe job id."""
+    return "job_" + secrets.token_hex(8)
+
+
+def request_hash(request: JobCreate) -> str:
+    """sha256 of the request's canonical JSON (defaults filled in, keys sorted): equal bodies, equal hash."""
+    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def owned_job(session: Session, *, owner: str, job_id: str) -> Job:
+    """The owner's job; NotFound for a missing job and for another owner's (they look the same)."""
+    job = session.scalar(select(Job).where(Job.id == job_id, Job.owner == owner))
+    if job is None:
+        raise NotFound(f"no job with id {job_id!r}")
+    return job
+
+
+def _progress(job: Job) -> Progress:
+    eta = None
+    if job.status == JobStatus.running and job.epoch_seconds is not None:
+        eta = round(max(job.epochs - job.epoch, 0) * job.epoch_seconds, 3)
+    return Progress(epoch=job.epoch, epochs=job.epochs, eta_seconds=eta)
+
+
+def to_summary(job: Job) -> JobSummary:
+    """The listed form of a job."""
+    return JobSummary(
+        id=job.id,
+        name=job.name,
+        tags=[tag.tag for tag in job.tags],
+        status=JobStatus(job.status),
+        progress=_progress(job),
+        error=job.error,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )
+
+
+def to_detail(job: Job) -> JobDetail:
+    """Everything known about a job."""
+    result = None
+    if job.result:
+        result = ResultSummary.model_validate(
+            {k: v for k, v in job.result.items() if k in ResultSummary.model_fields}
+        )
+    return JobDetail(
+        **to_summary(job).model_dump(),
+        spec=job.spec,
+        warnings=[SpecWarning.model_validate(warning) for warning in job.warnings or []],
+        result=result,
+        cancel_requested=job.cancel_requested,
+        worker=job.worker,
+        device=job.device,
+        attempts=job.attempts,
+        queued_at=job.queued_at,
+        heartbeat_at=job.heartbeat_at,
+    )
+
+
+def _replay(session: Session, *, owner: str, idempotency_key: str, body_hash: str) -> Job | None:
+    """The job an earlier request with this key created; Conflict if that request had another body."""
+    job = session.scalar(select(Job).where(Job.owner == owner, Job.idempotency_key == idempotency_key))
+    if job is not None and job.request_hash != body_hash:
+        raise Conflict(
+            f"Idempotency-Key {idempotency_key!r} was already used with a different request body "
+            f"(job {job.id}); use a new key for a new job"
+        )
+    return job
+
+
+def submit_job(
+    session: Session,
+    *,
+    owner: str,
+    request: JobCreate,
+    settings: Settings,
+    celery_app: Celery,
+    idempotency_key: str | None = None,
+) -> tuple[JobDetail, bool]:
+    """Validate, insert a queued job, commit, then publish its id; returns (job, created)."""
+    body_hash = request_hash(request)
+    if idempotency_key is not None:
+        earlier = _replay(session, owner=owner, idempotency_key=idempotency_key, body_hash=body_hash)
+        if earlier is not None:
+            return to_detail(earlier), False
+    spec = request.spec
+    _shape, _parameters, warnings = check_spec(session, owner=owner, spec=spec, settings=settings)
+    job = Job(
+        id=new_job_id(),
+        owner=owner,
+        name=request.name,
+        spec=spec.model_dump(mode="json"),
+        status=JobStatus.queued,
+        warnings=[warning.model_dump() for warning in warnings],
+        idempotency_key=idempotency_key,
+        request_hash=body_hash,
+        cancel_requested=False,
+        epoch=0,
+        epochs=spec.training.epochs,
+        attempts=0,
+        tags=[JobTag(tag=tag) for tag in dict.fromkeys(request.tags)],
+    )
+    session.add(job)
+    try:
+        session.commit()
+    except IntegrityError:
+        # A concurrent request with the same key won the race: answer as its replay.
+        session.rollback()
+        if idempotency_key is None:
+            raise
+        earlier = _replay(session, owner=owner, idempotency_key=idempotency_key, body_hash=body_hash)
+        if earlier is None:
+            raise
+        return to_detail(earlier), False
+    # After the commit: a worker that receives the id must find the row. A lost message is re-published
+    # by the sweep, so a broker failure here does not fail the request.
+    try:
+        publish_run_job(celery_app, job.id, queue_for_device(spec.training.device, settings.default_queue))
+    except Exception as error:  # kombu raises transport-specific types
+        log.warning(
+            "job %s stored but not published (%s); the sweep will publish it", job.id, type(error).__name__
+        )
+    return to_detail(job), True
+
+
+def _encode_cursor(job: Job) -> str:
+    raw = json.dumps([job.created_at.isoformat(), job.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created, job_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return datetime.fromisoformat(created), str(job_id)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise Unprocessable.for_field(
+            "cursor", "not a cursor this service returned; start without one"
+        ) from None
+
+
+def list_jobs(
+    session: Session,
+    *,
+    owner: str,
+    status: JobStatus | None = None,
+    tag: str | None = None,
+    name: str | None = None,
+    limit: int = 20,
+    cursor: str | None = None,
+) -> JobPage:
+    """The owner's jobs, newest first, filtered, one page at a time (keyset pagination)."""
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise Unprocessable.for_field("limit", f"must be between 1 and {MAX_PAGE_SIZE}")
+    query = select(Job).where(Job.owner == owner)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if name is not None:
+        query = query.where(Job.name == name)
+    if tag is not None:
+        query = query.where(Job.id.in_(select(JobTag.job_id).where(JobTag.tag == tag)))
+    if cursor is not None:
+        created, job_id = _decode_cursor(cursor)
+        query = query.where(or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id)))
+    rows = list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
+    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return JobPage(items=[to_summary(job) for job in rows[:limit]], next_cursor=next_cursor)
+
+
+def get_job(session: Session, *, owner: str, job_id: str) -> JobDetail:
+    """One of the owner's jobs."""
+    return to_detail(owned_job(session, owner=owner, job_id=job_id))
+
+
+def cancel_job(session: Session, *, owner: str, job_id: str) -> JobDetail:
+    """Queued: cancelled at once. Running: flagged, the worker stops it. Succeeded or failed: Conflict."""
+    # Conditional updates, so a worker claiming the job at this moment is never overwritten.
+    cancelled_now = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.owner == owner, Job.status == JobStatus.queued)
+        .values(
+            status=JobStatus.cancelled,
+            cancel_requested=True,
+            finished_at=utcnow(),
+            error="cancelled before it ran",
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if not cancelled_now.rowcount:  # type: ignore[attr-defined]
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.owner == owner, Job.status == JobStatus.running)
+            .values(cancel_requested=True)
+            .execution_options(synchronize_session=False)
+        )
+    session.commit()
+    job = owned_job(session, owner=owner, job_id=job_id)
+    session.refresh(job)
+    if job.status in (JobStatus.succeeded, JobStatus.failed):
+        raise Conflict(f"job {job_id} has already {job.status}; there is nothing to cancel")
+    return to_detail(job)
+
+
+def delete_job(
+    session: Session, *, owner: str, job_id: str, artifacts: ArtifactStore, cache_dir: Path
+) -> None:
+    """Remove a finished job's rows, stored files and cached model; Conflict while queued or running."""
+    job = owned_job(session, owner=owner, job_id=job_id)
+    if job.status not in FINISHED:
+        raise Conflict(
+            f"job {job_id} is {job.status}; cancel it (POST /v1/jobs/{job_id}/cancel) and wait for it to end"
+        )
+    # Explicit deletes: SQLite cascades only with foreign keys on, and no backend should depend on that.
+    session.execute(delete(EpochMetric).where(EpochMetric.job_id == job_id))
+    session.execute(delete(Checkpoint).where(Checkpoint.job_id == job_id))
+    session.delete(job)
+    session.commit()
+    artifacts.delete_prefix(f"jobs/{job_id}")
+    shutil.rmtree(cache_dir / job_id, ignore_errors=True)
