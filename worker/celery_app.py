@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import signal
 import socket
 from typing import Any
 
@@ -20,8 +18,6 @@ from worker import runner
 log = logging.getLogger(__name__)
 
 MAINTENANCE_QUEUE = "maintenance"
-# The signal the main worker process sends its pool children to ask them to hand their jobs back.
-HAND_BACK_SIGNAL = signal.SIGUSR2
 QUEUES_ENV = "TRAINCTL_WORKER_QUEUES"  # set by `trainctl worker`, shown in the worker beat row
 
 celery_app = make_celery(get_settings())
@@ -82,7 +78,7 @@ def prepare_process() -> None:
         torch.set_num_threads(threads)
     training.warm_up()
     try:
-        worker_context().beat(None)
+        worker_context().beat(None, retry=False)
     except Exception:
         log.warning("could not record the worker beat at start", exc_info=True)
     log.info("worker process ready: %d torch threads", torch.get_num_threads())
@@ -90,7 +86,6 @@ def prepare_process() -> None:
 
 @worker_process_init.connect
 def _on_pool_child_start(**_kwargs: Any) -> None:
-    signal.signal(HAND_BACK_SIGNAL, lambda *_args: runner.shutdown_requested.set())
     prepare_process()
 
 
@@ -103,11 +98,6 @@ def _on_worker_start(sender: Any = None, **_kwargs: Any) -> None:
 
 @worker_shutting_down.connect
 def _on_shutdown(**_kwargs: Any) -> None:
-    # Warm shutdown: running jobs checkpoint at the next step and go back to the queue.
+    # Warm shutdown: running jobs (here or in pool children) checkpoint at the next step and go back
+    # to the queue.
     runner.shutdown_requested.set()
-    import billiard.process
-
-    for child in billiard.process.active_children():
-        if child.pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child.pid, HAND_BACK_SIGNAL)

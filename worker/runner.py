@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from celery import Celery
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.artifacts import ArtifactStore
@@ -30,8 +31,9 @@ T = TypeVar("T")
 CANCEL_POLL_S = 0.5  # how stale a cancel request may be when the loop asks should_stop()
 DB_RETRY_FOR_S = 120.0  # how long a write waits out an unreachable database before the job gives up
 
-# Set when the worker process is asked to stop (SIGTERM): running jobs checkpoint and are handed back.
-shutdown_requested = threading.Event()
+# Set when the worker is asked to stop (SIGTERM): running jobs checkpoint and are handed back. A
+# process-shared event, created before the pool forks, so the main process can tell its pool children.
+shutdown_requested = multiprocessing.Event()
 
 
 class JobLost(Exception):
@@ -62,10 +64,10 @@ class WorkerContext:
         """Run `action` in one transaction, retrying with backoff while the database is unreachable."""
         return with_db_retry(lambda: _in_transaction(self.sessions, action), give_up_after=DB_RETRY_FOR_S)
 
-    def beat(self, current_job_id: str | None) -> None:
+    def beat(self, current_job_id: str | None, *, retry: bool = True) -> None:
         """Record that this worker is alive (and what it runs)."""
         identity = self.identity
-        self.write(
+        (self.write if retry else partial(_in_transaction, self.sessions))(
             lambda s: lifecycle.record_worker_beat(
                 s,
                 name=identity.name,
@@ -89,13 +91,22 @@ def with_db_retry(action: Callable[[], T], *, give_up_after: float) -> T:
         try:
             return action()
         except DBAPIError as error:
-            # Only errors that say "try again later": a lost connection, a locked SQLite file.
-            transient = error.connection_invalidated or type(error).__name__ == "OperationalError"
+            transient = is_transient(error)
             if not transient or time.monotonic() + delay > deadline:
                 raise
             log.warning("database unavailable (%s); retrying in %.1f s", type(error.orig).__name__, delay)
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+def is_transient(error: DBAPIError) -> bool:
+    """Errors that say "try again later": a lost connection, a server restarting, a locked SQLite file."""
+    if error.connection_invalidated:
+        return True
+    if not isinstance(error, OperationalError):
+        return False
+    # SQLite reports a missing table as an OperationalError too; that one will not heal by waiting.
+    return "no such" not in str(error.orig)
 
 
 class ServiceCallback(Callback):

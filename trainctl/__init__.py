@@ -1,0 +1,1 @@
+"""The `trainctl` command: run the service (serve, api, worker), manage keys and migrations."""

@@ -1,0 +1,173 @@
+"""The `trainctl` command line: run the service and administer it (client commands come later)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from api.config import Settings, get_settings
+
+app = typer.Typer(
+    name="trainctl",
+    help="Training as a service: run the API and workers, manage API keys and the database.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+keys_app = typer.Typer(help="Create and revoke API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Where the embedded default keeps its database, broker and artifacts (env TRAINCTL_DATA_DIR).",
+        file_okay=False,
+    ),
+]
+HostOption = Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps the API on this machine.")]
+PortOption = Annotated[int, typer.Option(min=1, max=65535, help="Port of the HTTP API.")]
+
+
+def load_settings(data_dir: Path | None = None) -> Settings:
+    """Settings from the environment, with --data-dir applied (exported, so child processes agree)."""
+    if data_dir is not None:
+        os.environ["TRAINCTL_DATA_DIR"] = str(data_dir.expanduser().resolve())
+        get_settings.cache_clear()
+    return get_settings()
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print an error a person can act on and return the Exit to raise."""
+    typer.secho(f"trainctl: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(code)
+
+
+@app.command()
+def serve(
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
+    data_dir: DataDirOption = Path("var"),
+    threads: Annotated[int | None, typer.Option(min=1, help="Torch threads per job.")] = None,
+    concurrency: Annotated[int | None, typer.Option(min=1, help="Jobs at once in the worker.")] = None,
+) -> None:
+    """Run everything on this machine: migrations, the API and one worker (SQLite, no servers needed)."""
+    from trainctl.server import serve as run_server
+
+    settings = load_settings(data_dir)
+    worker_args = [f"--threads={threads}"] if threads else []
+    worker_args += [f"--concurrency={concurrency}"] if concurrency else []
+    run_server(settings, host=host, port=port, worker_args=worker_args)
+
+
+@app.command()
+def api(host: HostOption = "127.0.0.1", port: PortOption = 8000, data_dir: DataDirOption = None) -> None:
+    """Run only the HTTP API (migrates the database first; several API processes may start at once)."""
+    import uvicorn
+
+    from api.main import create_app
+    from api.migrate import upgrade_database
+
+    settings = load_settings(data_dir)
+    upgrade_database(settings.resolved_database_url)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@app.command()
+def worker(
+    device: Annotated[
+        str | None, typer.Option(help="cpu, or cuda:N: the GPU this worker owns (one worker per GPU).")
+    ] = None,
+    queues: Annotated[
+        str | None, typer.Option(help="Comma-separated queues (default: gpu with CUDA, else cpu).")
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Jobs at once (default: 1 on a GPU, 2 on CPU).")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="Torch threads per job (default: cores / jobs).")
+    ] = None,
+    beat: Annotated[bool, typer.Option(help="Also schedule the periodic sweep (run exactly one).")] = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Run a Celery worker that trains jobs (with malloc tuned and torch warmed up once)."""
+    from trainctl.workerproc import exec_worker, plan_worker
+
+    settings = load_settings(data_dir)
+    try:
+        plan = plan_worker(
+            device=device,
+            queues=queues,
+            concurrency=concurrency or settings.worker_concurrency,
+            threads=threads or settings.worker_threads,
+            beat=beat,
+        )
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    from api.migrate import upgrade_database
+
+    upgrade_database(settings.resolved_database_url)  # workers may start before the API has migrated
+    exec_worker(plan, data_dir=settings.data_dir.resolve())
+
+
+@app.command()
+def migrate(data_dir: DataDirOption = None) -> None:
+    """Bring the database to the newest schema."""
+    from api.migrate import upgrade_database
+
+    upgrade_database(load_settings(data_dir).resolved_database_url)
+    typer.echo("database is up to date")
+
+
+@keys_app.command("create")
+def keys_create(
+    owner: Annotated[str, typer.Option(help="Who the key belongs to; jobs and datasets are theirs.")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Create an API key and print it (it is shown only once)."""
+    from api.auth.service import create_key
+    from api.db import make_engine, make_session_factory
+    from api.migrate import upgrade_database
+
+    if not owner.strip():
+        raise typer.BadParameter("must not be empty", param_hint="--owner")
+    url = load_settings(data_dir).resolved_database_url
+    upgrade_database(url)
+    engine = make_engine(url)
+    try:
+        with make_session_factory(engine)() as session:
+            row, secret = create_key(session, owner=owner.strip())
+    finally:
+        engine.dispose()
+    typer.secho(f"key {row.id} for {row.owner} (shown once; store it now):", err=True)
+    typer.echo(secret)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (not the secret).")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Revoke an API key at once."""
+    from api.auth.service import revoke_key
+    from api.db import make_engine, make_session_factory
+    from api.errors import NotFound
+
+    engine = make_engine(load_settings(data_dir).resolved_database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            revoke_key(session, key_id=key_id)
+    except NotFound as error:
+        raise fail(str(error)) from error
+    finally:
+        engine.dispose()
+    typer.echo(f"key {key_id} revoked")
+
+
+def main() -> None:
+    """Entry point of the `trainctl` console script."""
+    app()

@@ -1,0 +1,135 @@
+"""`trainctl serve`: the embedded default in one command (API, one worker process, the sweep)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from api.config import Settings
+from api.db import make_engine, make_session_factory
+
+log = logging.getLogger("trainctl.serve")
+
+WORKER_STOP_GRACE_S = 30.0  # a running job checkpoints and is handed back within this
+RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0)
+
+
+def ensure_first_key(settings: Settings) -> str | None:
+    """Create a first API key when there is none; write it to DATA_DIR/api-key (0600); None if one exists."""
+    from api.auth.service import create_key
+    from api.models import ApiKey
+
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            if session.scalar(select(func.count()).select_from(ApiKey)):
+                return None
+            _row, secret = create_key(session, owner="admin")
+    finally:
+        engine.dispose()
+    key_file = settings.data_dir / "api-key"
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(secret + "\n")
+    os.chmod(key_file, 0o600)  # also when the file existed with looser permissions
+    return secret
+
+
+class WorkerSupervisor(threading.Thread):
+    """Keeps one worker child process running: restarts it when it dies, stops it on request."""
+
+    def __init__(self, command: list[str], env: dict[str, str]) -> None:
+        super().__init__(name="trainctl-worker-supervisor", daemon=True)
+        self.command, self.env = command, env
+        self.process: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self.restarts = 0
+
+    def run(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            # Its own session: Ctrl-C reaches only `serve`, which then stops the worker in order.
+            self.process = subprocess.Popen(
+                self.command, env=self.env, start_new_session=True, preexec_fn=_die_with_parent
+            )
+            code = self.process.wait()
+            if self._stopping.is_set():
+                return
+            # A worker that ran a while before dying gets restarted at once; a crash loop backs off.
+            failures = 0 if time.monotonic() - started > 60 else failures + 1
+            delay = RESTART_BACKOFF_S[min(failures, len(RESTART_BACKOFF_S) - 1)]
+            log.warning("worker exited with code %s; restarting in %.0f s", code, delay)
+            self.restarts += 1
+            if self._stopping.wait(delay):
+                return
+
+    def stop(self) -> None:
+        """Warm-stop the worker (it hands its running job back), then kill it if it takes too long."""
+        self._stopping.set()
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=WORKER_STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            log.warning("worker did not stop within %.0f s; killing it", WORKER_STOP_GRACE_S)
+            process.kill()
+            process.wait()
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when `serve` dies, even by SIGKILL (Linux), so no worker is orphaned."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def serve(settings: Settings, *, host: str, port: int, worker_args: list[str]) -> None:
+    """Run migrations, make a first key, then the API in this process and a supervised worker child."""
+    import uvicorn
+
+    from api.broker import make_celery
+    from api.jobs.sweep import SweepThread
+    from api.main import create_app
+    from api.migrate import upgrade_database
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade_database(settings.resolved_database_url)
+    secret = ensure_first_key(settings)
+    if secret is not None:
+        print(f"Created the first API key (shown once; also in {settings.data_dir / 'api-key'}):")
+        print(f"  {secret}", flush=True)
+
+    env = dict(os.environ, TRAINCTL_DATA_DIR=str(settings.data_dir.resolve()))
+    worker = WorkerSupervisor([sys.executable, "-m", "trainctl", "worker", *worker_args], env)
+    worker.start()
+    sweep_engine = make_engine(settings.resolved_database_url)
+    sweep = SweepThread(
+        sessions=make_session_factory(sweep_engine), celery_app=make_celery(settings), settings=settings
+    )
+    sweep.start()
+    try:
+        # uvicorn handles Ctrl-C and SIGTERM: run() returns, and the worker is stopped below.
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    finally:
+        sweep.stop()
+        worker.stop()
+        sweep_engine.dispose()
+
+
+def data_dir_of(path: Path) -> Path:
+    """The data dir as an absolute path (children may run elsewhere)."""
+    return path.expanduser().resolve()
