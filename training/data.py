@@ -104,6 +104,9 @@ class Scaler:
     @classmethod
     def fit(cls, kind: InputScaling, X: torch.Tensor) -> Scaler:
         """Fit on training features; constant features map to 0 instead of dividing by zero."""
+        # float64: (max + min)/2 and (max - min)/2 of float32 values are then exact, so min-max
+        # scaling lands exactly on -1 and 1 (in float32 the midpoint rounds and overshoots [-1, 1])
+        X = X.double()
         match kind:
             case InputScaling.minmax:
                 low, high = X.min(dim=0).values, X.max(dim=0).values
@@ -112,15 +115,15 @@ class Scaler:
             case InputScaling.zscore:
                 shift, scale = X.mean(dim=0), X.std(dim=0, unbiased=False)
             case _:
-                shift, scale = torch.zeros(X.shape[1:]), torch.ones(X.shape[1:])
+                shift, scale = torch.zeros(X.shape[1:], dtype=X.dtype), torch.ones(X.shape[1:], dtype=X.dtype)
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-        return cls(kind, shift.to(X.dtype), scale.to(X.dtype))
+        return cls(kind, shift, scale)
 
     def __call__(self, X: torch.Tensor) -> torch.Tensor:
-        """Scale features."""
+        """Scale features (computed in float64, returned in X's dtype)."""
         if self.kind == InputScaling.none:
             return X
-        return (X - self.shift.to(X.device)) / self.scale.to(X.device)
+        return ((X.double() - self.shift.to(X.device)) / self.scale.to(X.device)).to(X.dtype)
 
 
 @dataclass
