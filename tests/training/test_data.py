@@ -46,7 +46,9 @@ def test_zscore_gives_zero_mean_unit_std_on_train() -> None:
     splits = prepare(dataset({"name": "breast_cancer"}), InputScaling.zscore, 0, CPU)
     X = splits.X_train.double()
     torch.testing.assert_close(X.mean(0), torch.zeros(X.shape[1], dtype=torch.float64), atol=1e-5, rtol=0)
-    torch.testing.assert_close(X.std(0, unbiased=False), torch.ones(X.shape[1], dtype=torch.float64), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        X.std(0, unbiased=False), torch.ones(X.shape[1], dtype=torch.float64), atol=1e-4, rtol=0
+    )
 
 
 def test_constant_feature_does_not_divide_by_zero() -> None:
@@ -84,7 +86,9 @@ def test_stratified_splits_keep_class_proportions() -> None:
 
 
 def test_split_sizes_follow_the_fractions() -> None:
-    splits = prepare(dataset({"name": "digits", "validation_fraction": 0.25, "test_fraction": 0.1}), "zscore", 0, CPU)
+    splits = prepare(
+        dataset({"name": "digits", "validation_fraction": 0.25, "test_fraction": 0.1}), "zscore", 0, CPU
+    )
     total = 1797
     assert abs(len(splits.X_test) - 0.1 * total) <= 1
     assert abs(len(splits.X_val) - 0.25 * total) <= 1
