@@ -1,0 +1,76 @@
+"""A job's whole life through the HTTP API and a real worker process, on each backend."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Service
+from tests.e2e.harness import (
+    DIVERGING_SPEC,
+    IRIS_SPEC,
+    SLOW_SPEC,
+    job_status,
+    submit,
+    wait_for,
+    wait_for_status,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def test_job_runs_and_its_checkpoint_predicts(service: Service, tmp_path: Path) -> None:
+    client, headers = service.client, service.headers
+    job_id = submit(client, headers, IRIS_SPEC, name="iris")
+    job = wait_for_status(client, headers, job_id, {"succeeded", "failed", "cancelled"}, timeout=60)
+    assert job["status"] == "succeeded", job
+    assert job["attempts"] == 1 and job["worker"] and job["device"] == "cpu"
+    assert job["progress"]["epoch"] == 5
+    assert job["result"]["epochs_run"] == 5 and job["result"]["test"]
+
+    metrics = client.get(f"/v1/jobs/{job_id}/metrics", headers=headers).json()["items"]
+    assert [record["epoch"] for record in metrics] == [1, 2, 3, 4, 5]
+    assert all(record["layers"] for record in metrics), "per-layer diagnostics travel with each epoch"
+
+    names = {item["name"] for item in client.get(f"/v1/jobs/{job_id}/checkpoints", headers=headers).json()}
+    assert {"best", "last"} <= names
+    download = client.get(f"/v1/jobs/{job_id}/checkpoints/best", headers=headers)
+    assert download.status_code == 200
+    path = tmp_path / "best.safetensors"
+    path.write_bytes(download.content)
+
+    import numpy as np
+
+    import training
+
+    flower = [[5.1, 3.5, 1.4, 0.2]]  # a setosa
+    local = training.load_model(path).predict(np.array(flower, dtype=np.float32))
+    remote = client.post(f"/v1/jobs/{job_id}/predict", json={"inputs": flower}, headers=headers)
+    assert remote.status_code == 200, remote.text
+    assert remote.json()["classes"] == local["classes"] == ["setosa"]
+
+
+def test_cancel_stops_a_running_job_quickly(service: Service) -> None:
+    client, headers = service.client, service.headers
+    job_id = submit(client, headers, SLOW_SPEC)
+    wait_for_status(client, headers, job_id, {"running"}, timeout=30)
+    wait_for(lambda: job_status(client, headers, job_id)["progress"]["epoch"] >= 1, 30, "no epoch finished")
+    asked = time.monotonic()
+    assert client.post(f"/v1/jobs/{job_id}/cancel", headers=headers).status_code in {200, 202}
+    job = wait_for_status(client, headers, job_id, {"cancelled", "succeeded", "failed"}, timeout=10)
+    took = time.monotonic() - asked
+    assert job["status"] == "cancelled", job
+    assert took < 2.5, f"cancel took {took:.2f} s"
+
+
+def test_failing_job_is_explained_and_the_worker_goes_on(service: Service) -> None:
+    client, headers = service.client, service.headers
+    bad_id = submit(client, headers, DIVERGING_SPEC)
+    next_id = submit(client, headers, IRIS_SPEC)
+    bad = wait_for_status(client, headers, bad_id, {"succeeded", "failed", "cancelled"}, timeout=60)
+    assert bad["status"] == "failed"
+    assert "learning_rate" in bad["error"], bad["error"]  # says what to change
+    good = wait_for_status(client, headers, next_id, {"succeeded", "failed", "cancelled"}, timeout=60)
+    assert good["status"] == "succeeded", good
