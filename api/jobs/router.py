@@ -50,7 +50,12 @@ def post_job(
     settings: SettingsDep,
     idempotency_key: Annotated[
         str | None,
-        Header(min_length=1, max_length=255, description="Makes retries safe: one key, one job."),
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            description="Makes retries safe: one key, one job.",
+        ),
     ] = None,
 ) -> JobDetail:
     """Submit a job."""

@@ -63,7 +63,7 @@ def to_summary(job: Job) -> JobSummary:
     return JobSummary(
         id=job.id,
         name=job.name,
-        tags=[tag.tag for tag in job.tags],
+        tags=sorted(tag.tag for tag in job.tags),
         status=JobStatus(job.status),
         progress=_progress(job),
         error=job.error,
