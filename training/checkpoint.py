@@ -6,6 +6,7 @@ Nothing here ever unpickles: a checkpoint a user uploads or downloads is data, n
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +17,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from training.data import Scaler
-from training.network import MLP, build_network
+from training.data import Scaler, scale_inputs
+from training.network import Network, build_network
 from training.spec import InputScaling, JobSpec, Task
 
 FORMAT = "trainctl-checkpoint/1"
@@ -96,10 +97,10 @@ class TrainedModel:
     """A trained network with its input scaling, ready to predict."""
 
     spec: JobSpec
-    module: MLP
+    module: Network
     scaler: Scaler
     task: Task
-    features: int
+    input_shape: tuple[int, ...]
     outputs: int
     epoch: int
     class_labels: list[str] | None
@@ -107,10 +108,13 @@ class TrainedModel:
     def predict(self, inputs: Any) -> dict[str, Any]:
         """Classes and probabilities (classification) or values (regression) for raw, unscaled inputs."""
         X = torch.as_tensor(np.asarray(inputs, dtype=np.float32))
-        if X.ndim != 2 or X.shape[1] != self.features:
-            raise ValueError(f"inputs must have shape (rows, {self.features}); got {tuple(X.shape)}")
+        if X.ndim >= 1 and X[0].numel() == math.prod(self.input_shape) and len(X):
+            X = X.reshape(len(X), *self.input_shape)  # images may come as flat rows of pixels
+        if tuple(X.shape[1:]) != self.input_shape:
+            expected = ", ".join(map(str, ["rows", *self.input_shape]))
+            raise ValueError(f"inputs must have shape ({expected}); got {tuple(X.shape)}")
         with torch.inference_mode():
-            out = self.module(self.scaler(X))
+            out = self.module(scale_inputs(self.scaler, X, self.input_shape))
         if self.task == Task.classification:
             probabilities = torch.softmax(out, dim=1)
             indices = probabilities.argmax(dim=1).tolist()
@@ -123,7 +127,8 @@ def load_model(path: str | Path) -> TrainedModel:
     """Rebuild the network of a checkpoint in eval mode (batch norm uses its smoothed statistics)."""
     tensors, meta = read_checkpoint(Path(path))
     spec = JobSpec.model_validate(meta["spec"])
-    module = build_network(spec, meta["features"], meta["outputs"])
+    input_shape = tuple(meta["input_shape"])
+    module = build_network(spec, input_shape, meta["outputs"])
     module.load_state_dict(prefixed(tensors, "model."))
     module.eval()
     scaler = Scaler(InputScaling(meta["scaler"]), tensors["scaler.shift"], tensors["scaler.scale"])
@@ -132,7 +137,7 @@ def load_model(path: str | Path) -> TrainedModel:
         module=module,
         scaler=scaler,
         task=Task(meta["task"]),
-        features=meta["features"],
+        input_shape=input_shape,
         outputs=meta["outputs"],
         epoch=meta["epoch"],
         class_labels=meta.get("class_labels"),

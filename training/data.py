@@ -11,10 +11,12 @@ from sklearn import datasets as skdatasets
 from sklearn.model_selection import train_test_split
 
 from training.spec import (
+    DIGITS_IMAGE,
     BuiltinDatasetSpec,
     DatasetSpec,
     FileDatasetSpec,
     InputScaling,
+    SequenceDatasetSpec,
     SyntheticDatasetSpec,
     Task,
     UploadedDatasetSpec,
@@ -47,6 +49,42 @@ def _spirals(n: int, noise: float, rng: np.random.Generator, arms: int = 3) -> t
 def _sine(n: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     X = rng.uniform(-np.pi, np.pi, size=(n, 1))
     return X, np.sin(X[:, 0]) + rng.normal(0, noise, n)
+
+
+def _adding(n: int, length: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The adding problem: values in [0, 1] and two markers; the target is the sum of the marked values."""
+    values = rng.uniform(0, 1, size=(n, length))
+    markers = np.zeros((n, length))
+    half = max(length // 2, 1)
+    rows = np.arange(n)
+    first, second = rng.integers(0, half, n), rng.integers(half, length, n)
+    markers[rows, first], markers[rows, second] = 1.0, 1.0
+    target = values[rows, first] + values[rows, second] + rng.normal(0, noise, n)
+    return np.stack([values, markers], axis=2), target
+
+
+def _parity(n: int, length: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Bit sequences; the class is whether the number of ones is odd."""
+    bits = rng.integers(0, 2, size=(n, length))
+    return (bits + rng.normal(0, noise, bits.shape))[:, :, None], bits.sum(axis=1) % 2
+
+
+def _sine_sequence(
+    n: int, length: int, noise: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy windows of sines of random phase and frequency; the target is the next clean value."""
+    phase, frequency = rng.uniform(0, 2 * np.pi, (n, 1)), rng.uniform(0.1, 0.4, (n, 1))
+    clean = np.sin(phase + frequency * np.arange(length + 1))
+    return (clean[:, :-1] + rng.normal(0, noise, (n, length)))[:, :, None], clean[:, -1]
+
+
+def _sequence(spec: SequenceDatasetSpec) -> Table:
+    rng = np.random.default_rng(spec.seed)
+    generate = {"adding": _adding, "parity": _parity, "sine_sequence": _sine_sequence}[spec.name]
+    X, y = generate(spec.samples, spec.length, spec.noise, rng)
+    task = Task.classification if spec.name == "parity" else Task.regression
+    names = ["value", "marker"] if spec.name == "adding" else ["x"]
+    return make_table(X, y if task == Task.classification else y.astype(np.float32), names, task)
 
 
 def _synthetic(spec: SyntheticDatasetSpec) -> Table:
@@ -83,6 +121,8 @@ def load_table(spec: DatasetSpec) -> Table:
             return make_table(bunch.data, bunch.target, names, task)
         case SyntheticDatasetSpec():
             return _synthetic(spec)
+        case SequenceDatasetSpec():
+            return _sequence(spec)
         case FileDatasetSpec():
             return read_dataset(Path(spec.path), spec.target, spec.task)
         case UploadedDatasetSpec():
@@ -103,10 +143,10 @@ class Scaler:
 
     @classmethod
     def fit(cls, kind: InputScaling, X: torch.Tensor) -> Scaler:
-        """Fit on training features; constant features map to 0 instead of dividing by zero."""
+        """Fit per feature (the last axis) on training data; constant features map to 0."""
         # float64: (max + min)/2 and (max - min)/2 of float32 values are then exact, so min-max
         # scaling lands exactly on -1 and 1 (in float32 the midpoint rounds and overshoots [-1, 1])
-        X = X.double()
+        X = X.double().reshape(-1, X.shape[-1])  # sequences: statistics over examples and time steps
         match kind:
             case InputScaling.minmax:
                 low, high = X.min(dim=0).values, X.max(dim=0).values
@@ -126,6 +166,13 @@ class Scaler:
         return ((X.double() - self.shift.to(X.device)) / self.scale.to(X.device)).to(X.dtype)
 
 
+def scale_inputs(scaler: Scaler, X: torch.Tensor, input_shape: tuple[int, ...]) -> torch.Tensor:
+    """Apply the scaler to raw examples; images are scaled per pixel, as flat feature vectors."""
+    if len(input_shape) == 3:
+        return scaler(X.reshape(len(X), -1)).reshape(len(X), *input_shape)
+    return scaler(X)
+
+
 @dataclass
 class Splits:
     """Train/validation/test tensors on the training device, already scaled."""
@@ -137,7 +184,7 @@ class Splits:
     X_test: torch.Tensor
     y_test: torch.Tensor
     task: Task
-    features: int
+    input_shape: tuple[int, ...]  # one example: (features,), (time steps, features) or (C, H, W)
     outputs: int
     scaler: Scaler
     feature_scale: float  # largest |x| of the raw training features, for lint
@@ -175,15 +222,21 @@ def prepare(spec: DatasetSpec, scaling: InputScaling, seed: int, device: torch.d
     train_raw = tensor(X_train)
     scaler = Scaler.fit(scaling, train_raw)
     outputs = table.classes if table.task == Task.classification else table.y.shape[1]
+    as_images = isinstance(spec, BuiltinDatasetSpec) and spec.as_images
+    shape = DIGITS_IMAGE if as_images else tuple(table.X.shape[1:])
+
+    def scaled(X: np.ndarray) -> torch.Tensor:
+        return scale_inputs(scaler, tensor(X), shape).to(device)
+
     return Splits(
-        X_train=scaler(train_raw).to(device),
+        X_train=scaled(X_train),
         y_train=tensor(y_train).to(device),
-        X_val=scaler(tensor(X_val)).to(device),
+        X_val=scaled(X_val),
         y_val=tensor(y_val).to(device),
-        X_test=scaler(tensor(X_test)).to(device),
+        X_test=scaled(X_test),
         y_test=tensor(y_test).to(device),
         task=table.task,
-        features=table.X.shape[1],
+        input_shape=shape,
         outputs=int(outputs or 1),
         scaler=scaler,
         feature_scale=float(np.abs(X_train).max()),

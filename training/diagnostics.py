@@ -2,87 +2,107 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
-from training.network import MLP, LayerInternals
-from training.spec import RELU_TYPE, SIGMOID_TYPE, Activation
+from training.network import Internals, Network, saturation_source, tracks_dead_units
+from training.spec import Activation, JobSpec
 
 # A sigmoid-type unit is effectively saturated once |net input| > 3 (σ'(3) ≈ 0.045, near zero).
 SATURATION_THRESHOLD = 3.0
+# Where only the output a is exposed (fused recurrent kernels), |n| > 3 is read off a instead.
+SATURATED_OUTPUT = {
+    Activation.tanh: math.tanh(SATURATION_THRESHOLD),  # |a| > tanh(3)
+    Activation.sigmoid: 1 / (1 + math.exp(-SATURATION_THRESHOLD)) - 0.5,  # |a - 1/2| > σ(3) - 1/2
+}
+FIELDS = ("grad_norm", "activation_mean", "activation_std", "saturated_fraction", "dead_fraction")
+
+
+def _per_unit(tensor: torch.Tensor, unit_dim: int) -> torch.Tensor:
+    """(units, everything else): each unit's values over examples, time steps and pixels."""
+    return tensor.movedim(unit_dim, 0).reshape(tensor.shape[unit_dim], -1)
 
 
 class LayerDiagnostics:
-    """Accumulates gradient norms and activation statistics per linear layer over an epoch."""
+    """Accumulates gradient norms and activation statistics per weight group over an epoch."""
 
-    def __init__(self, model: MLP, activation: Activation) -> None:
+    def __init__(self, model: Network, spec: JobSpec) -> None:
         self.model = model
-        self.names = model.layer_names()
-        self.track_saturation = activation in SIGMOID_TYPE
-        self.track_dead = activation in RELU_TYPE
+        self.groups = model.weight_groups()
+        self.names = [name for name, _ in self.groups]
+        self.saturation = saturation_source(spec)
+        self.saturated_output = SATURATED_OUTPUT.get(spec.activation)
+        self.track_dead = tracks_dead_units(spec)
+        self.center = 0.5 if spec.activation == Activation.sigmoid else 0.0
         self.start_epoch()
 
     def start_epoch(self) -> None:
         """Reset the sums and remember the weights, to measure this epoch's update."""
-        layers = self.model.linear_layers()
-        self.start_weights = [layer.weight.detach().clone() for layer in layers]
+        self.start_weights = [[w.detach().clone() for w in weights] for _, weights in self.groups]
+        device = self.groups[0][1][0].device
         self.samples = 0
-        self.sums = torch.zeros(5, len(layers), device=layers[0].weight.device)
+        self.sums = torch.zeros(len(FIELDS), len(self.groups), device=device)
+        self.seen = torch.zeros(len(FIELDS), len(self.groups), device=device)
 
-    def sample(self, internals: list[LayerInternals], outputs: torch.Tensor) -> None:
+    def _group_norm(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors)))
+
+    def sample(self, internals: Internals, outputs: torch.Tensor) -> None:
         """Add one step's statistics; call after backward, before the optimizer step."""
-        layers = self.model.linear_layers()
-        grads = [layer.weight.grad if layer.weight.grad is not None else layer.weight * 0 for layer in layers]
-        outs = [item.output for item in internals] + [outputs.detach()]
-        nets = [item.net_input for item in internals]
-        rows = [
-            torch.stack(torch._foreach_norm(grads)),
-            torch.stack([a.mean() for a in outs]),
-            torch.stack([a.std(unbiased=False) for a in outs]),
+        values = torch.zeros_like(self.sums)
+        present = torch.zeros_like(self.sums)
+        grads = [
+            self._group_norm([w.grad if w.grad is not None else w * 0 for w in ws]) for _, ws in self.groups
         ]
-        zero = torch.zeros((), device=outputs.device)
-        if self.track_saturation:
-            rows.append(torch.stack([(n.abs() > SATURATION_THRESHOLD).float().mean() for n in nets] + [zero]))
-        else:
-            rows.append(torch.zeros(len(layers), device=outputs.device))
-        if self.track_dead:  # a ReLU unit is dead on this batch when its net input is ≤ 0 for every example
-            rows.append(torch.stack([(n <= 0).all(dim=0).float().mean() for n in nets] + [zero]))
-        else:
-            rows.append(torch.zeros(len(layers), device=outputs.device))
-        self.sums += torch.stack(rows)
+        values[0], present[0] = torch.stack(grads), 1.0
+        for index, name in enumerate(self.names):
+            item = internals.get(name)
+            if name == "output":
+                activation, net_input, unit_dim = outputs.detach(), None, 1
+            elif item is not None:
+                activation, net_input, unit_dim = item.output, item.net_input, item.unit_dim
+            else:
+                continue
+            values[1, index], values[2, index] = activation.mean(), activation.std(unbiased=False)
+            present[1:3, index] = 1.0
+            if name == "output":
+                continue
+            if self.saturation == "net_input" and net_input is not None:
+                values[3, index] = (net_input.abs() > SATURATION_THRESHOLD).float().mean()
+                present[3, index] = 1.0
+            elif self.saturation == "output" and self.saturated_output is not None:
+                values[3, index] = ((activation - self.center).abs() > self.saturated_output).float().mean()
+                present[3, index] = 1.0
+            if self.track_dead:  # dead on this batch: net input ≤ 0 (output ≤ 0) for every example
+                source = net_input if net_input is not None else activation
+                values[4, index] = (_per_unit(source, unit_dim) <= 0).all(dim=1).float().mean()
+                present[4, index] = 1.0
+        self.sums += values
+        self.seen += present
         self.samples += 1
 
     def end_epoch(self) -> list[dict[str, Any]]:
-        """One dict per linear layer, input side first (one host sync)."""
-        layers = self.model.linear_layers()
-        weights = [layer.weight.detach() for layer in layers]
-        deltas = torch._foreach_sub(weights, self.start_weights)
+        """One dict per weight group, input side first (one host sync)."""
+        weights = [torch.cat([w.detach().flatten() for w in ws]) for _, ws in self.groups]
+        starts = [torch.cat([w.flatten() for w in ws]) for ws in self.start_weights]
         norms = torch.stack(
             [
                 torch.stack(torch._foreach_norm(weights)),
-                torch.stack(torch._foreach_norm(deltas)),
-                torch.stack(torch._foreach_norm(self.start_weights)),
+                torch.stack(torch._foreach_norm(torch._foreach_sub(weights, starts))),
+                torch.stack(torch._foreach_norm(starts)),
             ]
         )
-        means = (self.sums / max(self.samples, 1)).tolist()
+        means = (self.sums / self.seen.clamp(min=1)).tolist()
+        seen = self.seen.tolist()
         weight_norm, delta_norm, start_norm = norms.tolist()
-        hidden = len(layers) - 1
         entries = []
         for i, name in enumerate(self.names):
-            sampled = self.samples > 0
-            entries.append(
-                {
-                    "name": name,
-                    "grad_norm": means[0][i] if sampled else None,
-                    "weight_norm": weight_norm[i],
-                    "update_ratio": delta_norm[i] / start_norm[i] if start_norm[i] > 0 else None,
-                    "activation_mean": means[1][i] if sampled else None,
-                    "activation_std": means[2][i] if sampled else None,
-                    "saturated_fraction": means[3][i]
-                    if sampled and self.track_saturation and i < hidden
-                    else None,
-                    "dead_fraction": means[4][i] if sampled and self.track_dead and i < hidden else None,
-                }
-            )
+            entry: dict[str, Any] = {"name": name}
+            for row, field in enumerate(FIELDS):
+                entry[field] = means[row][i] if seen[row][i] > 0 else None
+            entry["weight_norm"] = weight_norm[i]
+            entry["update_ratio"] = delta_norm[i] / start_norm[i] if start_norm[i] > 0 else None
+            entries.append(entry)
         return entries

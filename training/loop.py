@@ -18,7 +18,7 @@ from training.callbacks import Callback, CheckpointInfo, Result
 from training.checkpoint import prefixed, read_checkpoint, restore_optimizer, save_checkpoint
 from training.data import Splits, prepare
 from training.diagnostics import LayerDiagnostics
-from training.network import MLP, LayerInternals, build_network, weight_matrices
+from training.network import Internals, Network, build_network, weight_matrices
 from training.optim import build_optimizer, build_scheduler, clip_gradients, global_grad_norm, l2_penalty
 from training.spec import MAXIMIZED_METRICS, Adam, JobSpec, LayerNormalization, Loss, Task, lint
 from training.tabular import DatasetError
@@ -107,14 +107,15 @@ class Trainer:
         self.seconds_before = 0.0  # time spent in earlier attempts of a resumed run
         torch.manual_seed(spec.training.seed)
         self.data: Splits = prepare(spec.dataset, spec.normalization.inputs, spec.training.seed, self.device)
-        self.model: MLP = build_network(spec, self.data.features, self.data.outputs).to(self.device)
+        self.model: Network = build_network(spec, self.data.input_shape, self.data.outputs).to(self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.weights = weight_matrices(self.model)
         self.optimizer = build_optimizer(spec.optimizer, self.params)
         self.scheduler = build_scheduler(spec.optimizer, self.optimizer, spec.training.epochs)
         self.loss_fn = _loss_function(spec, self.data.task)
         self.batches = torch.Generator().manual_seed(spec.training.seed)
-        self.diagnostics = LayerDiagnostics(self.model, spec.activation)
+        self.diagnostics = LayerDiagnostics(self.model, spec)
+        self.sequences = len(self.data.input_shape) == 2
         stopping = spec.generalization.early_stopping
         monitor = stopping.monitor.value if stopping else "val_loss"
         if len(self.data.X_val) == 0 and monitor.startswith("val_"):
@@ -129,7 +130,21 @@ class Trainer:
         self.best_record: dict[str, Any] | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
         self.final_record: dict[str, Any] | None = None
-        self.warnings = [w.code for w in lint(spec, feature_scale=self.data.feature_scale)]
+        kind = {1: "table", 2: "sequence", 3: "image"}[len(self.data.input_shape)]
+        length = self.data.input_shape[0] if kind == "sequence" else None
+        facts = {"feature_scale": self.data.feature_scale, "data_kind": kind, "sequence_length": length}
+        self.warnings = [w.code for w in lint(spec, **facts)]  # type: ignore[arg-type]
+        self._check_network_fits(kind)
+
+    def _check_network_fits(self, kind: str) -> None:
+        """Networks that cannot read this data fail with a reason (files and uploads are known only now)."""
+        network = self.spec.network.type
+        if network == "rnn" and kind != "sequence":
+            raise DatasetError(
+                f"network type rnn needs sequences (X of shape (N, T, F)); this dataset is a {kind}"
+            )
+        if network == "cnn" and kind != "image":
+            raise DatasetError(f"network type cnn needs images; this dataset is a {kind}")
 
     # ------------------------------------------------------------------------------------ one epoch
 
@@ -148,6 +163,7 @@ class Trainer:
         zero = torch.zeros((), device=self.device)
         loss_sum, correct, seen = zero.clone(), zero.clone(), 0
         norm_sum, norm_max, clipped, norm_count = zero.clone(), zero.clone(), zero.clone(), 0
+        reach, reach_count = torch.zeros(2, device=self.device), 0
         self.model.train()
         self.diagnostics.start_epoch()
         order = torch.randperm(n, generator=self.batches).to(self.device)
@@ -157,7 +173,9 @@ class Trainer:
             index = order[step * batch : (step + 1) * batch]
             xb, yb = X[index], y[index]
             sampled = every > 0 and step % every == 0
-            internals: list[LayerInternals] | None = [] if sampled else None
+            internals: Internals | None = {} if sampled else None
+            if sampled and self.sequences:
+                xb = xb.detach().requires_grad_(True)  # to see how far back the error signal reaches
             out = self.model(xb, internals)
             data_loss = self.loss_fn(out, yb)
             loss = (
@@ -177,7 +195,11 @@ class Trainer:
             if acted is not None:
                 clipped += acted
             if sampled:
-                self.diagnostics.sample(internals or [], out)
+                self.diagnostics.sample(internals or {}, out)
+                if self.sequences and xb.grad is not None:
+                    step_grads = xb.grad.detach().transpose(0, 1).flatten(1).norm(dim=1)  # per time step
+                    reach += torch.stack([step_grads[0], step_grads[-1]])
+                    reach_count += 1
             self.optimizer.step()
             loss_sum += data_loss.detach() * len(index)
             if classification:
@@ -190,6 +212,8 @@ class Trainer:
             "norm_max": norm_max,
             "clipped": clipped / steps,
             "has_norm": torch.tensor(float(norm_count > 0)),
+            "grad_first_step": reach[0] / max(reach_count, 1),
+            "grad_last_step": reach[1] / max(reach_count, 1),
             "seen": torch.tensor(float(seen)),
         }
 
@@ -219,7 +243,7 @@ class Trainer:
         has_val = len(self.data.X_val) > 0
         val = self.evaluate(self.data.X_val, self.data.y_val) if has_val else None
         layers = self.diagnostics.end_epoch()
-        keys = ["loss", "correct", "norm_mean", "norm_max", "clipped", "has_norm", "seen"]
+        keys = list(train)
         values = torch.stack([train[k].to(self.device, torch.float32) for k in keys])
         if val is not None:
             values = torch.cat([values, torch.stack([val["loss"], val["correct"]]).float()])
@@ -247,6 +271,10 @@ class Trainer:
                 "layers": layers,
             }
         )
+        if self.sequences:  # ‖∂L/∂x‖ at the first and last time step: how far back the error signal travels
+            sampled = has_norm and self.spec.training.diagnostics_every > 0
+            record["grad_first_step"] = train_stats["grad_first_step"] if sampled else None
+            record["grad_last_step"] = train_stats["grad_last_step"] if sampled else None
         return record
 
     # --------------------------------------------------------------------------------- checkpoints
@@ -263,7 +291,7 @@ class Trainer:
             "spec": self.spec.model_dump(mode="json"),
             "epoch": self.epoch,
             "task": self.data.task.value,
-            "features": self.data.features,
+            "input_shape": list(self.data.input_shape),
             "outputs": self.data.outputs,
             "class_labels": self.data.class_labels,
             "feature_names": self.data.feature_names,

@@ -1,21 +1,35 @@
-"""JobSpec -> nn.Module: linear layers, per-layer normalization, activation, initialization, dropout."""
+"""JobSpec -> nn.Module: mlp, rnn or cnn, with activation, initialization, normalization and dropout.
+
+Every network exposes `weight_groups()` (the named weights that diagnostics report on, input side
+first) and fills an optional `internals` dict with what each hidden layer computed.
+"""
 
 from __future__ import annotations
 
 import itertools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from training.spec import (
+    DIGITS_IMAGE,
+    RELU_TYPE,
+    SIGMOID_TYPE,
     Activation,
+    CNNNetwork,
     Initialization,
     InitName,
     JobSpec,
     LayerNormalization,
+    MLPNetwork,
     NormalInit,
+    Normalization,
+    Pooling,
+    RNNCell,
+    RNNNetwork,
     UniformInit,
 )
 
@@ -31,7 +45,7 @@ ACTIVATIONS: dict[Activation, Callable[[], nn.Module]] = {
 
 
 def _lecun_normal(weight: torch.Tensor) -> None:
-    fan_in = weight.shape[1]
+    fan_in, _ = nn.init._calculate_fan_in_and_fan_out(weight)
     nn.init.normal_(weight, 0.0, math.sqrt(1.0 / fan_in))  # σ² = 1/S^(m-1): keeps forward variance
 
 
@@ -47,76 +61,312 @@ WEIGHT_INITS: dict[InitName, Callable[[torch.Tensor], object]] = {
 }
 
 
-def initialize_linear(layer: nn.Linear, init: Initialization) -> None:
-    """Initialize one linear layer; biases start at zero except for PyTorch's default scheme."""
-    match init:
-        case NormalInit(std=std):
-            nn.init.normal_(layer.weight, 0.0, std)
-        case UniformInit(limit=limit):
-            nn.init.uniform_(layer.weight, -limit, limit)
-        case InitName.default:
-            return
-        case _:
-            WEIGHT_INITS[InitName(init)](layer.weight)
+def initialize_weight(weight: torch.Tensor, init: Initialization) -> None:
+    """Initialize one weight tensor in place by a scheme name or a {normal, uniform} object."""
+    with torch.no_grad():
+        match init:
+            case NormalInit(std=std):
+                nn.init.normal_(weight, 0.0, std)
+            case UniformInit(limit=limit):
+                nn.init.uniform_(weight, -limit, limit)
+            case _:
+                WEIGHT_INITS[InitName(init)](weight)
+
+
+def initialize_linear(layer: nn.Linear | nn.Conv2d, init: Initialization) -> None:
+    """Initialize a layer; biases start at zero except for PyTorch's default scheme."""
+    if init == InitName.default:
+        return
+    initialize_weight(layer.weight, init)
     if layer.bias is not None:
         nn.init.zeros_(layer.bias)
 
 
+@dataclass
 class LayerInternals:
-    """What one hidden layer computed on a batch: net input n (after normalization) and output a."""
+    """What one hidden layer computed on a batch: net input n (None where not exposed) and output a."""
 
-    def __init__(self, net_input: torch.Tensor, output: torch.Tensor) -> None:
-        self.net_input = net_input
-        self.output = output
+    net_input: torch.Tensor | None
+    output: torch.Tensor
+    unit_dim: int = 1  # the axis of units (channels for a cnn); the other axes are examples, time, space
+
+
+Internals = dict[str, LayerInternals]
+WeightGroups = list[tuple[str, list[torch.Tensor]]]
+
+
+def _norm_1d(norm: Normalization, width: int) -> nn.Module:
+    if norm.layers == LayerNormalization.batch:
+        return nn.BatchNorm1d(width, eps=norm.epsilon, momentum=norm.momentum)
+    if norm.layers == LayerNormalization.layer:
+        return nn.LayerNorm(width, eps=norm.epsilon)
+    return nn.Identity()
+
+
+class HiddenStack(nn.Module):
+    """Linear -> normalization -> activation -> dropout blocks (the hidden part of an mlp or cnn head)."""
+
+    def __init__(self, spec: JobSpec, widths: list[int], prefix: str = "hidden") -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.linears = nn.ModuleList(nn.Linear(w_in, w_out) for w_in, w_out in itertools.pairwise(widths))
+        self.norms = nn.ModuleList(_norm_1d(spec.normalization, width) for width in widths[1:])
+        self.activation = ACTIVATIONS[spec.activation]()
+        self.dropout = nn.Dropout(spec.generalization.dropout) if spec.generalization.dropout > 0 else None
+
+    def names(self) -> list[str]:
+        """hidden1..hiddenN."""
+        return [f"{self.prefix}{i + 1}" for i in range(len(self.linears))]
+
+    def forward(self, x: torch.Tensor, internals: Internals | None = None) -> torch.Tensor:
+        """Apply every block, recording n and a when asked."""
+        for name, linear, norm in zip(self.names(), self.linears, self.norms, strict=True):
+            net_input = norm(linear(x))
+            x = self.activation(net_input)
+            if internals is not None:
+                internals[name] = LayerInternals(net_input.detach(), x.detach())
+            if self.dropout is not None:
+                x = self.dropout(x)
+        return x
 
 
 class MLP(nn.Module):
     """Hidden blocks (linear -> normalization -> activation -> dropout), then a linear output layer."""
 
-    def __init__(self, spec: JobSpec, features: int, outputs: int) -> None:
+    def __init__(self, spec: JobSpec, network: MLPNetwork, features: int, outputs: int) -> None:
         super().__init__()
-        widths = [features, *spec.network.hidden_layers]
-        norm = spec.normalization
-        self.linears = nn.ModuleList(nn.Linear(w_in, w_out) for w_in, w_out in itertools.pairwise(widths))
-        self.norms = nn.ModuleList(
-            nn.BatchNorm1d(width, eps=norm.epsilon, momentum=norm.momentum)
-            if norm.layers == LayerNormalization.batch
-            else nn.LayerNorm(width, eps=norm.epsilon)
-            if norm.layers == LayerNormalization.layer
-            else nn.Identity()
-            for width in spec.network.hidden_layers
-        )
-        self.activation = ACTIVATIONS[spec.activation]()
-        self.dropout = nn.Dropout(spec.generalization.dropout) if spec.generalization.dropout > 0 else None
-        self.output = nn.Linear(widths[-1], outputs)
+        self.hidden = HiddenStack(spec, [features, *network.hidden_layers])
+        self.output = nn.Linear(([features, *network.hidden_layers])[-1], outputs)
         for layer in self.linear_layers():
             initialize_linear(layer, spec.initialization)
 
+    @property
+    def linears(self) -> nn.ModuleList:
+        """The hidden linear layers."""
+        return self.hidden.linears
+
     def linear_layers(self) -> list[nn.Linear]:
-        """Every linear layer, input side first (the layers diagnostics report on)."""
-        return [*self.linears, self.output]
+        """Every linear layer, input side first."""
+        return [*self.hidden.linears, self.output]
 
     def layer_names(self) -> list[str]:
         """Names of the linear layers in diagnostics: hidden1..hiddenN, output."""
-        return [f"hidden{i + 1}" for i in range(len(self.linears))] + ["output"]
+        return [*self.hidden.names(), "output"]
 
-    def forward(self, x: torch.Tensor, internals: list[LayerInternals] | None = None) -> torch.Tensor:
-        """Outputs (logits or values); when `internals` is given, each hidden layer's n and a are appended."""
-        for linear, norm in zip(self.linears, self.norms, strict=False):
-            net_input = norm(linear(x))
+    def weight_groups(self) -> WeightGroups:
+        """One group per linear layer."""
+        return [
+            (name, [layer.weight])
+            for name, layer in zip(self.layer_names(), self.linear_layers(), strict=False)
+        ]
+
+    def forward(self, x: torch.Tensor, internals: Internals | None = None) -> torch.Tensor:
+        """Outputs (logits or values); sequences are flattened into one feature vector."""
+        return self.output(self.hidden(x.flatten(1), internals))
+
+
+class CNN(nn.Module):
+    """Convolution blocks (conv -> normalization -> activation -> pool -> dropout), then an mlp head."""
+
+    def __init__(self, spec: JobSpec, network: CNNNetwork, image: tuple[int, int, int], outputs: int) -> None:
+        super().__init__()
+        norm = spec.normalization
+        channels, height, width = image
+        self.convs = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        for out_channels in network.channels:
+            self.convs.append(nn.Conv2d(channels, out_channels, network.kernel_size, padding="same"))
+            if norm.layers == LayerNormalization.batch:
+                self.norms.append(nn.BatchNorm2d(out_channels, eps=norm.epsilon, momentum=norm.momentum))
+            elif (
+                norm.layers == LayerNormalization.layer
+            ):  # layer norm over each example's channels and pixels
+                self.norms.append(nn.GroupNorm(1, out_channels, eps=norm.epsilon))
+            else:
+                self.norms.append(nn.Identity())
+            channels = out_channels
+            if network.pool != Pooling.none:
+                height, width = height // 2, width // 2
+        pools = {Pooling.max: nn.MaxPool2d(2), Pooling.avg: nn.AvgPool2d(2), Pooling.none: nn.Identity()}
+        self.pool = pools[network.pool]
+        self.activation = ACTIVATIONS[spec.activation]()
+        self.dropout = nn.Dropout(spec.generalization.dropout) if spec.generalization.dropout > 0 else None
+        flat = channels * height * width
+        self.hidden = HiddenStack(spec, [flat, *network.hidden_layers])
+        self.output = nn.Linear(([flat, *network.hidden_layers])[-1], outputs)
+        for layer in [*self.convs, *self.hidden.linears, self.output]:
+            initialize_linear(layer, spec.initialization)
+
+    def weight_groups(self) -> WeightGroups:
+        """conv1..convK, hidden1..hiddenN, output."""
+        layers = [*self.convs, *self.hidden.linears, self.output]
+        names = [f"conv{i + 1}" for i in range(len(self.convs))] + [*self.hidden.names(), "output"]
+        return [(name, [layer.weight]) for name, layer in zip(names, layers, strict=True)]
+
+    def forward(self, x: torch.Tensor, internals: Internals | None = None) -> torch.Tensor:
+        """Images (N, C, H, W) -> outputs."""
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
+            net_input = norm(conv(x))
             x = self.activation(net_input)
             if internals is not None:
-                internals.append(LayerInternals(net_input.detach(), x.detach()))
+                internals[f"conv{i + 1}"] = LayerInternals(net_input.detach(), x.detach())
+            x = self.pool(x)
             if self.dropout is not None:
                 x = self.dropout(x)
-        return self.output(x)
+        return self.output(self.hidden(x.flatten(1), internals))
+
+
+RECURRENT_MODULES = {RNNCell.rnn: nn.RNN, RNNCell.lstm: nn.LSTM, RNNCell.gru: nn.GRU}
+RECURRENT_CELLS = {RNNCell.rnn: nn.RNNCell, RNNCell.lstm: nn.LSTMCell, RNNCell.gru: nn.GRUCell}
+
+
+class LayerNormRecurrent(nn.Module):
+    """One recurrent layer stepped in Python so that the hidden state is layer-normalized at every step.
+
+    PyTorch's fused RNN kernels have no layer norm; this is the chapter's normalization for recurrent nets.
+    """
+
+    def __init__(
+        self, cell: RNNCell, inputs: int, size: int, bidirectional: bool, nonlinearity: str, eps: float
+    ):
+        super().__init__()
+        kwargs = {"nonlinearity": nonlinearity} if cell == RNNCell.rnn else {}
+        directions = 2 if bidirectional else 1
+        self.cells = nn.ModuleList(RECURRENT_CELLS[cell](inputs, size, **kwargs) for _ in range(directions))
+        self.norms = nn.ModuleList(nn.LayerNorm(size, eps=eps) for _ in range(directions))
+        self.is_lstm = cell == RNNCell.lstm
+
+    def _run(self, cell: nn.Module, norm: nn.Module, x: torch.Tensor, reverse: bool) -> torch.Tensor:
+        steps = range(x.shape[1] - 1, -1, -1) if reverse else range(x.shape[1])
+        state: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None
+        outputs: list[torch.Tensor] = [x] * x.shape[1]
+        for t in steps:
+            state = cell(x[:, t], state)
+            if self.is_lstm:
+                assert isinstance(state, tuple)
+                state = (norm(state[0]), state[1])
+                outputs[t] = state[0]
+            else:
+                state = norm(state)
+                outputs[t] = state  # type: ignore[assignment]
+        return torch.stack(outputs, dim=1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """(N, T, F) -> (N, T, H * directions), like nn.RNN with batch_first."""
+        runs = [
+            self._run(c, n, x, reverse=i == 1)
+            for i, (c, n) in enumerate(zip(self.cells, self.norms, strict=False))
+        ]
+        return torch.cat(runs, dim=2), None
+
+
+class RNN(nn.Module):
+    """Stacked recurrent layers over (N, T, F) sequences; the output layer reads the last time step."""
+
+    def __init__(self, spec: JobSpec, network: RNNNetwork, features: int, outputs: int) -> None:
+        super().__init__()
+        self.size, self.bidirectional = network.hidden_size, network.bidirectional
+        directions = 2 if network.bidirectional else 1
+        nonlinearity = "relu" if spec.activation == Activation.relu else "tanh"
+        layer_norm = spec.normalization.layers == LayerNormalization.layer
+        self.recurrent = nn.ModuleList()
+        width = features
+        for _ in range(network.layers):
+            if layer_norm:
+                layer: nn.Module = LayerNormRecurrent(
+                    network.cell,
+                    width,
+                    self.size,
+                    self.bidirectional,
+                    nonlinearity,
+                    spec.normalization.epsilon,
+                )
+            else:
+                kwargs = {"nonlinearity": nonlinearity} if network.cell == RNNCell.rnn else {}
+                module = RECURRENT_MODULES[network.cell]
+                layer = module(width, self.size, batch_first=True, bidirectional=self.bidirectional, **kwargs)
+            self.recurrent.append(layer)
+            width = self.size * directions
+        self.dropout = nn.Dropout(spec.generalization.dropout) if spec.generalization.dropout > 0 else None
+        self.output = nn.Linear(width, outputs)
+        recurrent_init = network.recurrent_initialization or spec.initialization
+        if spec.initialization != InitName.default:
+            for name, parameter in self.recurrent.named_parameters():
+                if "weight_hh" in name:
+                    initialize_weight(parameter, recurrent_init)
+                elif "weight_ih" in name:
+                    initialize_weight(parameter, spec.initialization)
+                elif "bias" in name:
+                    nn.init.zeros_(parameter)
+        elif network.recurrent_initialization is not None:
+            for name, parameter in self.recurrent.named_parameters():
+                if "weight_hh" in name:
+                    initialize_weight(parameter, recurrent_init)
+        initialize_linear(self.output, spec.initialization)
+
+    def weight_groups(self) -> WeightGroups:
+        """rnnK.input and rnnK.recurrent per layer (both directions together), then output."""
+        groups: WeightGroups = []
+        for i, layer in enumerate(self.recurrent):
+            named = list(layer.named_parameters())
+            groups.append((f"rnn{i + 1}.input", [p for n, p in named if "weight_ih" in n]))
+            groups.append((f"rnn{i + 1}.recurrent", [p for n, p in named if "weight_hh" in n]))
+        return [*groups, ("output", [self.output.weight])]
+
+    def forward(self, x: torch.Tensor, internals: Internals | None = None) -> torch.Tensor:
+        """Sequences (N, T, F) -> outputs from the last step (both ends when bidirectional)."""
+        for i, layer in enumerate(self.recurrent):
+            if i > 0 and self.dropout is not None:
+                x = self.dropout(x)  # between stacked layers only
+            x, _ = layer(x)
+            if internals is not None:
+                internals[f"rnn{i + 1}.recurrent"] = LayerInternals(None, x.detach(), unit_dim=2)
+        if self.bidirectional:  # forward direction ends at T-1, backward direction at 0
+            last = torch.cat([x[:, -1, : self.size], x[:, 0, self.size :]], dim=1)
+        else:
+            last = x[:, -1]
+        return self.output(last)
+
+
+def saturation_source(spec: JobSpec) -> str | None:
+    """How saturation is measured: from the net input, from the output (fused rnn), or not at all."""
+    if spec.activation not in SIGMOID_TYPE:
+        return None
+    if isinstance(spec.network, RNNNetwork):
+        return "output" if spec.network.cell == RNNCell.rnn else None
+    return "net_input"
+
+
+def tracks_dead_units(spec: JobSpec) -> bool:
+    """Dead units exist for ReLU-family activations (and not inside lstm/gru cells)."""
+    if isinstance(spec.network, RNNNetwork) and spec.network.cell != RNNCell.rnn:
+        return False
+    return spec.activation in RELU_TYPE
+
+
+Network = MLP | CNN | RNN
+
+
+def build_network(spec: JobSpec, input_shape: int | tuple[int, ...], outputs: int) -> Network:
+    """The network a spec describes, for examples of `input_shape`: (F,), (T, F) or (C, H, W)."""
+    shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
+    match spec.network:
+        case RNNNetwork():
+            return RNN(spec, spec.network, shape[-1], outputs)
+        case CNNNetwork():
+            image = shape if len(shape) == 3 else DIGITS_IMAGE
+            return CNN(spec, spec.network, (image[0], image[1], image[2]), outputs)
+        case MLPNetwork():
+            return MLP(spec, spec.network, math.prod(shape), outputs)
+    raise ValueError(f"unknown network {spec.network!r}")
 
 
 def weight_matrices(model: nn.Module) -> list[torch.Tensor]:
-    """The weights the L2 penalty covers: linear weight matrices only (not biases, not norm gains)."""
-    return [module.weight for module in model.modules() if isinstance(module, nn.Linear)]
-
-
-def build_network(spec: JobSpec, features: int, outputs: int) -> MLP:
-    """The network a spec describes."""
-    return MLP(spec, features, outputs)
+    """The weights the L2 penalty covers: linear, conv and recurrent weight matrices (no biases or gains)."""
+    weights: list[torch.Tensor] = []
+    for module in model.modules():
+        if isinstance(module, nn.Linear | nn.Conv2d):
+            weights.append(module.weight)
+        elif isinstance(module, nn.RNNBase | nn.RNNCellBase):
+            weights.extend(p for n, p in module.named_parameters(recurse=False) if n.startswith("weight_"))
+    return weights

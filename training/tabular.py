@@ -44,8 +44,11 @@ def infer_task(y: np.ndarray) -> Task:
 
 def make_table(X: np.ndarray, y: np.ndarray, feature_names: list[str], task: Task | None = None) -> Table:
     """Check shapes and values, encode class labels as 0..K-1, and infer the task."""
-    if X.ndim != 2:
-        raise DatasetError(f"features must be a 2-D array (rows, features); got shape {X.shape}")
+    if X.ndim not in (2, 3):
+        raise DatasetError(
+            "features must be (rows, features) or, for sequences, (rows, time steps, features); "
+            f"got {X.shape}"
+        )
     if len(X) != len(y):
         raise DatasetError(f"features have {len(X)} rows but the target has {len(y)}")
     if len(X) < 10:
@@ -119,7 +122,7 @@ def read_npz(data: bytes | Path, task: Task | None = None) -> Table:
         raise
     except Exception as error:  # np.load raises many types for a corrupt archive
         raise DatasetError(f"not a readable .npz file (object arrays are refused): {error}") from None
-    names = [f"x{i}" for i in range(X.shape[1])] if X.ndim == 2 else []
+    names = [f"x{i}" for i in range(X.shape[-1])] if X.ndim in (2, 3) else []
     return make_table(X, y, names, task)
 
 
