@@ -145,6 +145,16 @@ class MLP(nn.Module):
         """The hidden linear layers."""
         return self.hidden.linears
 
+    @property
+    def norms(self) -> nn.ModuleList:
+        """The per-layer normalizations of the hidden layers."""
+        return self.hidden.norms
+
+    @property
+    def dropout(self) -> nn.Dropout | None:
+        """Dropout after each hidden layer, if any."""
+        return self.hidden.dropout
+
     def linear_layers(self) -> list[nn.Linear]:
         """Every linear layer, input side first."""
         return [*self.hidden.linears, self.output]
