@@ -91,8 +91,10 @@ def _on_pool_child_start(**_kwargs: Any) -> None:
 
 @worker_init.connect
 def _on_worker_start(sender: Any = None, **_kwargs: Any) -> None:
-    # With the solo pool the main process runs the jobs itself (no worker_process_init is sent).
-    if "solo" in str(getattr(sender, "pool_cls", "")).lower():
+    # With the solo pool the main process runs the jobs itself (no worker_process_init is sent); a
+    # maintenance-only worker (the sweeper) trains nothing and skips torch.
+    trains = set(os.environ.get(QUEUES_ENV, "").split(",")) != {MAINTENANCE_QUEUE}
+    if trains and "solo" in str(getattr(sender, "pool_cls", "")).lower():
         prepare_process()
 
 
