@@ -71,7 +71,11 @@ def build_scheduler(spec: Optimizer, optimizer: torch.optim.Optimizer, epochs: i
         case StepSchedule(step_size=step_size, gamma=gamma):
             return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
         case CosineSchedule(min_learning_rate=low):
-            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=low)
+            # T_max = epochs - 1: the last epoch trains at min_learning_rate, as the spec documents
+            # (with T_max = epochs the minimum would only be reached after the run has ended)
+            return torch.optim.lr_scheduler.CosineAnnealingLR(
+                optimizer, T_max=max(epochs - 1, 1), eta_min=low
+            )
         case PlateauSchedule(factor=factor, patience=patience, min_learning_rate=low):
             return torch.optim.lr_scheduler.ReduceLROnPlateau(
                 optimizer, factor=factor, patience=patience, min_lr=low
