@@ -29,3 +29,21 @@ def test_upgrade_is_idempotent(database_url: str) -> None:
     finally:
         engine.dispose()
     assert {"job", "epoch_metric", "checkpoint", "dataset", "api_key", "worker", "alembic_version"} <= tables
+
+
+def test_downgrade_to_base_and_back(database_url: str) -> None:
+    from alembic import command
+
+    from api.migrate import alembic_config
+
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.downgrade(config, "base")
+        assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    finally:
+        engine.dispose()
+    upgrade_database(database_url)
+    test_models_match_migrations(database_url)

@@ -17,7 +17,8 @@ class DatasetOut(BaseModel):
     filename: str = Field(description="The name the file was uploaded with (display only).")
     format: Literal["csv", "npz"]
     rows: int
-    columns: int = Field(description="Feature columns (the target is not counted).")
+    columns: int = Field(description="Features per example (per time step for sequences); no target.")
+    example_shape: list[int] = Field(description="Shape of one example: [features] or [steps, features].")
     task: Task
     classes: int | None = Field(description="Number of classes, for classification.")
     target: str | None = Field(description="CSV target column asked for (null: the last column).")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -138,6 +139,15 @@ def _load_model(path: str) -> Any:
     return training.load_model(path)
 
 
+def _input_width(model: Any) -> int | None:
+    """Values per example the model reads (sequences and images come as flattened rows)."""
+    shape = getattr(model, "input_shape", None)
+    if shape:
+        return math.prod(shape)
+    features = getattr(model, "features", None)
+    return int(features) if features is not None else None
+
+
 def _local_copy(row: Checkpoint, *, artifacts: ArtifactStore, cache_dir: Path) -> Path:
     """The checkpoint in the local cache, downloaded when missing or when it changed."""
     folder = cache_dir / row.job_id
@@ -182,10 +192,10 @@ def predict(
     if not artifacts.exists(checkpoint_key(row)):
         raise Conflict(f"the {row.name!r} checkpoint of job {job_id} is missing from the artifact store")
     model = _load_model(str(_local_copy(row, artifacts=artifacts, cache_dir=cache_dir)))
-    width, features = widths.pop(), getattr(model, "features", None)
-    if features is not None and width != features:
+    width, expected = widths.pop(), _input_width(model)
+    if expected is not None and width != expected:
         raise Unprocessable.for_field(
-            "inputs", f"each row must have {features} features, like the training data; got {width}"
+            "inputs", f"each row must have {expected} values, like the training data's examples; got {width}"
         )
     try:
         outputs = model.predict(np.asarray(inputs, dtype=np.float32))

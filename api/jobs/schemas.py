@@ -108,7 +108,7 @@ class CheckpointInfo(BaseModel):
 
 
 class PredictRequest(BaseModel):
-    """Raw (unscaled) feature rows, as in the training data."""
+    """Raw (unscaled) examples, one row each; sequences and images are flattened row-major."""
 
     model_config = ConfigDict(
         extra="forbid",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Integer, String
+from sqlalchemy import JSON, BigInteger, DateTime, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.db import Base, utcnow
@@ -22,7 +22,8 @@ class Dataset(Base):
     uri: Mapped[str] = mapped_column(String(1024))  # where the bytes live in the artifact store
     target: Mapped[str | None] = mapped_column(String(255))
     rows: Mapped[int] = mapped_column(Integer)
-    columns: Mapped[int] = mapped_column(Integer)
+    columns: Mapped[int] = mapped_column(Integer)  # features per example (per time step for sequences)
+    example_shape: Mapped[list[int] | None] = mapped_column(JSON)  # [features] or [steps, features]
     task: Mapped[str] = mapped_column(String(16))
     classes: Mapped[int | None] = mapped_column(Integer)
     size_bytes: Mapped[int] = mapped_column(BigInteger)

@@ -81,7 +81,7 @@ def test_invalid_spec_is_refused_naming_the_field(
     ("path", "value", "field", "says"),
     [
         ("training.epochs", 50_000, "spec.training.epochs", "limit of 10000"),
-        ("network.hidden_layers", [60_000, 60_000], "spec.network.hidden_layers", "limit is 10,000,000"),
+        ("network.hidden_layers", [60_000, 60_000], "spec.network", "limit is 10,000,000"),
         ("dataset", {"id": "ds_missing"}, "spec.dataset.id", "no uploaded dataset"),
         ("dataset", {"path": "/etc/passwd.csv"}, "spec.dataset.path", "does not read files"),
     ],

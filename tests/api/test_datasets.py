@@ -77,3 +77,49 @@ def test_csv_target_and_task_fields(client: TestClient, auth_headers: dict[str, 
         "/v1/datasets", files={"file": ("t.csv", content)}, data={"target": "nope"}, headers=auth_headers
     )
     assert missing.status_code == 422 and "nope" in missing.json()["detail"]
+
+
+def _npz(**arrays: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    return buffer.getvalue()
+
+
+def test_sequence_upload_sizes_rnn_and_mlp_networks(client: TestClient, auth_headers: dict[str, str]) -> None:
+    rng = np.random.default_rng(0)
+    content = _npz(X=rng.normal(size=(40, 12, 3)), y=rng.integers(0, 2, size=40))
+    dataset = client.post("/v1/datasets", files={"file": ("seq.npz", content)}, headers=auth_headers).json()
+    assert (dataset["columns"], dataset["example_shape"], dataset["classes"]) == (3, [12, 3], 2)
+
+    rnn = {
+        **EXAMPLE_SPEC,
+        "dataset": {"id": dataset["id"]},
+        "network": {"type": "rnn", "cell": "gru", "hidden_size": 8, "layers": 1},
+        "activation": "tanh",
+        "normalization": {"inputs": "zscore", "layers": "none"},
+    }
+    report = client.post("/v1/specs/validate", json={"spec": rnn}, headers=auth_headers)
+    assert report.status_code == 200, report.text
+    assert report.json()["parameters"] == 3 * (8 * 3 + 8 * 8 + 2 * 8) + 8 * 2 + 2
+
+    mlp = {**EXAMPLE_SPEC, "dataset": {"id": dataset["id"]}, "network": {"hidden_layers": [4]}}
+    flat = client.post("/v1/specs/validate", json={"spec": mlp}, headers=auth_headers).json()
+    assert flat["parameters"] == 36 * 4 + 4 + 4 * 2 + 2  # an mlp sees the 12 x 3 example flattened
+
+
+def test_networks_that_cannot_read_an_upload_are_refused(
+    client: TestClient, auth_headers: dict[str, str]
+) -> None:
+    table = client.post(
+        "/v1/datasets",
+        files={"file": ("t.npz", _npz(X=np.ones((20, 3)), y=np.arange(20) % 2))},
+        headers=auth_headers,
+    ).json()
+    for network in (
+        {"type": "rnn", "cell": "lstm", "hidden_size": 4},
+        {"type": "cnn", "channels": [4], "hidden_layers": [8]},
+    ):
+        spec = {**EXAMPLE_SPEC, "dataset": {"id": table["id"]}, "network": network, "activation": "tanh"}
+        response = client.post("/v1/jobs", json={"spec": spec}, headers=auth_headers)
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["field"] == "spec.network.type"

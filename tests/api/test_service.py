@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -127,3 +128,32 @@ def test_api_imports_no_torch() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"dataset": {"name": "digits", "as_images": True}, "network": {"type": "cnn", "channels": [4, 8]}},
+        {
+            "dataset": {"name": "adding", "length": 20},
+            "network": {"type": "rnn", "cell": "lstm", "hidden_size": 6, "layers": 2},
+            "activation": "tanh",
+        },
+        {"dataset": {"name": "parity", "length": 10}, "network": {"hidden_layers": [5]}},
+    ],
+)
+def test_validate_counts_parameters_like_torch(
+    client: TestClient, auth_headers: dict[str, str], overrides: dict[str, Any]
+) -> None:
+    network = pytest.importorskip("training.network")
+    from training.spec import JobSpec
+
+    spec = {**EXAMPLE_SPEC, **overrides}
+    response = client.post("/v1/specs/validate", json={"spec": spec}, headers=auth_headers)
+    assert response.status_code == 200, response.text
+    report = response.json()
+    shapes = {"digits": (1, 8, 8), "adding": (20, 2), "parity": (10, 1)}
+    input_shape = shapes.get(spec["dataset"]["name"], (report["features"],))
+    model = network.build_network(JobSpec.model_validate(spec), input_shape, report["outputs"])
+    assert report["parameters"] == sum(parameter.numel() for parameter in model.parameters())

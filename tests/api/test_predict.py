@@ -1,0 +1,80 @@
+"""Predict with a real checkpoint written by training.fit (the file a worker would have uploaded)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from api.config import Settings
+from api.models import Checkpoint
+from training.spec import EXAMPLE_SPEC
+
+FLOWERS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+
+
+@pytest.fixture(scope="module")
+def iris_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The best checkpoint of a short iris run."""
+    training = pytest.importorskip("training.loop")
+    from training.spec import JobSpec
+
+    spec = JobSpec.model_validate(
+        {**EXAMPLE_SPEC, "training": {"epochs": 5, "batch_size": 16, "device": "cpu"}}
+    )
+    out = tmp_path_factory.mktemp("fit")
+    training.fit(spec, out)
+    return out / "checkpoints" / "best.safetensors"
+
+
+def test_predict_from_the_best_checkpoint(
+    app: FastAPI,
+    client: TestClient,
+    auth_headers: dict[str, str],
+    settings: Settings,
+    submit: Callable[..., dict[str, Any]],
+    finish_job: Callable[..., None],
+    iris_checkpoint: Path,
+) -> None:
+    job_id = submit()["id"]
+    finish_job(job_id, epochs=5, checkpoint=iris_checkpoint.read_bytes())
+
+    response = client.post(f"/v1/jobs/{job_id}/predict", json={"inputs": FLOWERS}, headers=auth_headers)
+    assert response.status_code == 200, response.text
+    prediction = response.json()
+    assert (prediction["checkpoint"], prediction["epoch"]) == ("best", 5)
+    assert len(prediction["classes"]) == 2 and all(len(row) == 3 for row in prediction["probabilities"])
+    assert all(abs(sum(row) - 1) < 1e-5 for row in prediction["probabilities"])
+    assert prediction["values"] is None
+    cached = list((settings.data_dir / "cache" / job_id).glob("*.safetensors"))
+    assert len(cached) == 1
+
+    narrow = client.post(f"/v1/jobs/{job_id}/predict", json={"inputs": [[1.0, 2.0]]}, headers=auth_headers)
+    assert narrow.status_code == 422
+    assert narrow.json()["errors"] == [
+        {
+            "field": "inputs",
+            "message": "each row must have 4 values, like the training data's examples; got 2",
+        }
+    ]
+
+    # A newer checkpoint replaces the cached copy.
+    with app.state.session_factory() as session:
+        row = session.get(Checkpoint, (job_id, "best"))
+        assert row is not None
+        row.epoch = 6
+        session.commit()
+    assert (
+        client.post(f"/v1/jobs/{job_id}/predict", json={"inputs": FLOWERS}, headers=auth_headers).json()[
+            "epoch"
+        ]
+        == 6
+    )
+    assert len(list((settings.data_dir / "cache" / job_id).glob("*.safetensors"))) == 1
+
+    assert client.delete(f"/v1/jobs/{job_id}", headers=auth_headers).status_code == 204
+    assert not (settings.data_dir / "cache" / job_id).exists()
