@@ -121,10 +121,15 @@ def serve(settings: Settings, *, host: str, port: int, worker_args: list[str]) -
         sessions=make_session_factory(sweep_engine), celery_app=make_celery(settings), settings=settings
     )
     sweep.start()
+    # uvicorn handles Ctrl-C and SIGTERM, then re-raises the signal to the handlers it found: make those
+    # harmless, so that run() returns, the worker is stopped in order below, and the exit code is 0.
+    stop_signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda *_args: None) for sig in stop_signals}
     try:
-        # uvicorn handles Ctrl-C and SIGTERM: run() returns, and the worker is stopped below.
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         sweep.stop()
         worker.stop()
         sweep_engine.dispose()
