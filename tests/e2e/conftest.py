@@ -9,6 +9,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from api.config import Settings
@@ -43,7 +44,11 @@ def backend_settings(kind: str, tmp: os.PathLike[str], stack: ExitStack) -> Sett
     server_url, broker_url = os.environ.get(TEST_DATABASE_ENV), os.environ.get(TEST_BROKER_ENV)
     if not server_url or not broker_url:
         pytest.skip(f"PostgreSQL + Redis end-to-end tests need {TEST_DATABASE_ENV} and {TEST_BROKER_ENV}")
-    database_url = stack.enter_context(postgres_database(server_url))
+    try:
+        database_url = stack.enter_context(postgres_database(server_url))
+        redis.Redis.from_url(broker_url, socket_connect_timeout=3).ping()
+    except Exception as error:  # CI sets the variables: an unreachable server must fail, not skip
+        pytest.fail(f"{TEST_DATABASE_ENV}/{TEST_BROKER_ENV} are set but unreachable: {error}")
     return Settings(_env_file=None, database_url=database_url, broker_url=broker_url, **common)  # type: ignore[call-arg]
 
 
