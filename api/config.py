@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(
         64 * 1024 * 1024, description="Largest request body of any kind; keep it above max_upload_bytes."
     )
+    max_queued_jobs_per_owner: int = Field(
+        1_000, ge=1, description="Jobs one owner may have waiting (queued); more answers 429."
+    )
 
     @property
     def resolved_database_url(self) -> str:

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -72,6 +72,15 @@ class PayloadTooLarge(AppError):
     status, title, slug = 413, "Payload too large", "payload-too-large"
 
 
+class TooManyRequests(AppError):
+    """The owner is over a quota; retry once some of their work has finished."""
+
+    status, title, slug = 429, "Too many requests", "too-many-requests"
+
+    def __init__(self, detail: str, *, retry_after: int = 30) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
 class Unauthorized(AppError):
     """No key, an unknown key or a revoked key."""
 
@@ -106,6 +115,7 @@ _STATUS_TEXT = {
     409: "The request clashes with the resource's current state.",
     413: "The body or upload is over the configured limit.",
     422: "A value is not acceptable; `errors` names the fields.",
+    429: "Over a per-owner quota; retry after Retry-After seconds.",
     503: "The database is unreachable; retry after Retry-After seconds.",
 }
 
@@ -186,6 +196,8 @@ def _http_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, DataError):
+        return _value_not_storable(_request, exc)
     if (
         isinstance(exc, DBAPIError)
         and not isinstance(exc, OperationalError)
@@ -200,6 +212,18 @@ def _database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
         detail="The database is unreachable or busy; retry shortly.",
         slug="service-unavailable",
         headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+
+
+def _value_not_storable(_request: Request, exc: Exception) -> JSONResponse:
+    # The database refused a value that passed validation (a NUL character in text, a number out of range).
+    log.info("value refused by the database: %s", type(exc).__name__)
+    return problem_response(
+        status=422,
+        title="Invalid request",
+        detail="A value in the request cannot be stored or compared: text may not contain NUL characters "
+        "and numbers must be within range.",
+        slug="invalid-request",
     )
 
 

@@ -72,7 +72,9 @@ def get_datasets(owner: OwnerDep, session: SessionDep) -> DatasetList:
     responses=problem_responses(404),
 )
 def get_dataset(
-    dataset_id: Annotated[str, Path(max_length=64, description="The dataset's id.")],
+    dataset_id: Annotated[
+        str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="The dataset's id.")
+    ],
     owner: OwnerDep,
     session: SessionDep,
 ) -> DatasetOut:

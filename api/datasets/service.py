@@ -30,6 +30,7 @@ def upload_too_large(limit: int) -> PayloadTooLarge:
 def _display_name(filename: str | None) -> str:
     """The client's file name without any folders (it is shown, never used as a path)."""
     name = PureWindowsPath(PurePosixPath(filename or "upload").name).name
+    name = "".join(char for char in name if char.isprintable())
     return (name or "upload")[:255]
 
 

@@ -11,6 +11,7 @@ from api.deps import ArtifactsDep, OwnerDep, SessionDep, SettingsDep
 from api.errors import problem_responses
 from api.jobs import outputs, service
 from api.jobs.schemas import (
+    PRINTABLE,
     CheckpointInfo,
     JobCreate,
     JobDetail,
@@ -23,7 +24,15 @@ from api.models import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-JobId = Annotated[str, Path(description="The job's id.", max_length=64, examples=["job_3f9c1a2b4d5e6f70"])]
+JobId = Annotated[
+    str,
+    Path(
+        description="The job's id.",
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        examples=["job_3f9c1a2b4d5e6f70"],
+    ),
+]
 CheckpointName = Annotated[
     str, Path(description="best, last, or epoch-NNNN.", max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
 ]
@@ -38,7 +47,7 @@ CheckpointName = Annotated[
     "with the same body returns the same job (200); the same key with a different body is a 409.",
     response_model=JobDetail,
     responses=problem_responses(
-        409, success={"model": JobDetail, "description": "Replay of an earlier request with this key."}
+        409, 429, success={"model": JobDetail, "description": "Replay of an earlier request with this key."}
     ),
 )
 def post_job(
@@ -85,8 +94,12 @@ def get_jobs(
     owner: OwnerDep,
     session: SessionDep,
     status: Annotated[JobStatus | None, Query(description="Only jobs in this state.")] = None,
-    tag: Annotated[str | None, Query(max_length=100, description="Only jobs with this tag.")] = None,
-    name: Annotated[str | None, Query(max_length=200, description="Only jobs with this name.")] = None,
+    tag: Annotated[
+        str | None, Query(max_length=100, pattern=PRINTABLE, description="Only jobs with this tag.")
+    ] = None,
+    name: Annotated[
+        str | None, Query(max_length=200, pattern=PRINTABLE, description="Only jobs with this name.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE_SIZE, description="Page size.")] = 20,
     cursor: Annotated[str | None, Query(max_length=500, description="From a previous page.")] = None,
 ) -> JobPage:
@@ -123,7 +136,9 @@ def get_metrics(
     job_id: JobId,
     owner: OwnerDep,
     session: SessionDep,
-    since_epoch: Annotated[int | None, Query(ge=0, description="Only epochs after this one.")] = None,
+    since_epoch: Annotated[
+        int | None, Query(ge=0, le=10_000_000, description="Only epochs after this one.")
+    ] = None,
     fields: Annotated[
         str | None, Query(max_length=1000, description="Comma-separated keys to keep, e.g. val_loss,layers.")
     ] = None,

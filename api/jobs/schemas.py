@@ -10,7 +10,10 @@ from api.models import JobStatus
 from api.schema_types import UtcDateTime
 from training.spec import EXAMPLE_SPEC, JobSpec, SpecWarning
 
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # no control characters: they break logs, CSV and PostgreSQL text
+Tag = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100, pattern=PRINTABLE)
+]
 MAX_TAGS = 20
 MAX_PREDICT_ROWS = 10_000
 
@@ -23,7 +26,9 @@ class JobCreate(BaseModel):
         json_schema_extra={"examples": [{"name": "iris-adam", "tags": ["demo"], "spec": EXAMPLE_SPEC}]},
     )
 
-    name: str | None = Field(None, min_length=1, max_length=200, description="A label for people.")
+    name: str | None = Field(
+        None, min_length=1, max_length=200, pattern=PRINTABLE, description="A label for people."
+    )
     tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS, description="Labels to filter by.")
     spec: JobSpec
 

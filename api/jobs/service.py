@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from celery import Celery
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,7 +21,7 @@ from api.artifacts import ArtifactStore
 from api.broker import publish_run_job, queue_for_device
 from api.config import Settings
 from api.db import utcnow
-from api.errors import Conflict, NotFound, Unprocessable
+from api.errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from api.jobs.schemas import JobCreate, JobDetail, JobPage, JobSummary, Progress, ResultSummary
 from api.models import Checkpoint, EpochMetric, Job, JobStatus, JobTag
 from api.models.job import FINISHED
@@ -122,6 +122,14 @@ def submit_job(
             return to_detail(earlier), False
     spec = request.spec
     _shape, _parameters, warnings = check_spec(session, owner=owner, spec=spec, settings=settings)
+    waiting = session.scalar(
+        select(func.count()).select_from(Job).where(Job.owner == owner, Job.status == JobStatus.queued)
+    )
+    if (waiting or 0) >= settings.max_queued_jobs_per_owner:
+        raise TooManyRequests(
+            f"you have {waiting} queued jobs, the limit is {settings.max_queued_jobs_per_owner} "
+            "(TRAINCTL_MAX_QUEUED_JOBS_PER_OWNER); wait for some to start, or cancel some"
+        )
     job = Job(
         id=new_job_id(),
         owner=owner,

@@ -209,3 +209,62 @@ def test_bad_query_parameters(client: TestClient, auth_headers: dict[str, str]) 
     assert_problem(client.get("/v1/jobs?limit=1000", headers=auth_headers), 422, "limit")
     assert_problem(client.get("/v1/jobs?status=sleeping", headers=auth_headers), 422, "status")
     assert_problem(client.get("/v1/jobs?cursor=garbage", headers=auth_headers), 422, "cursor")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "a\x00b"}, "name"),
+        ({"tags": ["ok", "bad\x00"]}, "tags.1"),
+        ({"name": "x" * 201}, "name"),
+        ({"tags": ["t"] * 21}, "tags"),
+        ({"spec": spec_with("training.seed", 2**70)}, "spec.training.seed"),
+    ],
+)
+def test_bad_name_and_tags(
+    client: TestClient, auth_headers: dict[str, str], count_rows: Any, body: dict[str, Any], field: str
+) -> None:
+    response = client.post("/v1/jobs", json={"spec": EXAMPLE_SPEC, **body}, headers=auth_headers)
+    assert_problem(response, 422, field)
+    assert count_rows(Job) == 0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/v1/jobs?tag=%00",
+        "/v1/jobs?name=a%00",
+        "/v1/jobs/job%00x",
+        "/v1/jobs/job_x/metrics?since_epoch=99999999999999999999999",
+        "/v1/datasets/ds%00",
+        "/v1/jobs?cursor=WyIyMDI2IiwgImpvYlx1MDAwMCJd",
+    ],
+)
+def test_odd_values_in_urls_are_client_errors(
+    client: TestClient, auth_headers: dict[str, str], url: str
+) -> None:
+    response = client.get(url, headers=auth_headers)
+    assert 400 <= response.status_code < 500, response.text
+    assert response.headers["content-type"].startswith(PROBLEM) or response.status_code == 200
+
+
+def test_dataset_id_with_nul_is_a_client_error(
+    client: TestClient, auth_headers: dict[str, str], count_rows: Any
+) -> None:
+    response = client.post(
+        "/v1/jobs", json={"spec": spec_with("dataset", {"id": "ds\x00"})}, headers=auth_headers
+    )
+    assert response.status_code == 422 and response.headers["content-type"].startswith(PROBLEM)
+    assert count_rows(Job) == 0
+
+
+def test_queued_jobs_per_owner_limit(
+    settings: Settings, client: TestClient, auth_headers: dict[str, str], count_rows: Any
+) -> None:
+    settings.max_queued_jobs_per_owner = 2
+    for _ in range(2):
+        assert client.post("/v1/jobs", json={"spec": EXAMPLE_SPEC}, headers=auth_headers).status_code == 202
+    response = client.post("/v1/jobs", json={"spec": EXAMPLE_SPEC}, headers=auth_headers)
+    assert response.status_code == 429 and response.headers["content-type"].startswith(PROBLEM)
+    assert response.headers["retry-after"] and "limit is 2" in response.json()["detail"]
+    assert count_rows(Job) == 2
