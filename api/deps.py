@@ -41,7 +41,9 @@ def get_artifacts(request: Request) -> ArtifactStore:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_from_app)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the session (and its pooled connection) is closed when the route returns, not after a
+# streamed response has been sent; routes return schemas, never rows that could lazy-load later.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 ArtifactsDep = Annotated[ArtifactStore, Depends(get_artifacts)]
 
 

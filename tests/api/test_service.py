@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from api.auth.service import create_key
 from api.config import Settings
 from api.db import utcnow
 from api.main import create_app
@@ -157,3 +159,26 @@ def test_validate_counts_parameters_like_torch(
     input_shape = shapes.get(spec["dataset"]["name"], (report["features"],))
     model = network.build_network(JobSpec.model_validate(spec), input_shape, report["outputs"])
     assert report["parameters"] == sum(parameter.numel() for parameter in model.parameters())
+
+
+def test_broker_outage_degrades_health_and_submission_still_stores_the_job(settings: Settings) -> None:
+    # Nothing listens on port 1: the broker is down. The job is stored; the sweep publishes it later.
+    settings.broker_url = "redis://127.0.0.1:1/0"
+    app = create_app(settings)
+    with TestClient(app) as client:
+        started = time.monotonic()
+        report = client.get("/v1/health")
+        assert report.status_code == 200
+        assert report.json()["status"] == "degraded" and not report.json()["broker"]["ok"]
+        assert time.monotonic() - started < 10
+
+        with app.state.session_factory() as session:
+            _key, secret = create_key(session, owner="erin")
+        started = time.monotonic()
+        response = client.post(
+            "/v1/jobs", json={"spec": EXAMPLE_SPEC}, headers={"Authorization": f"Bearer {secret}"}
+        )
+        assert response.status_code == 202 and response.json()["status"] == "queued"
+        assert time.monotonic() - started < 10
+    with app.state.session_factory() as session:
+        assert session.get(Job, response.json()["id"]) is not None
