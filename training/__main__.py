@@ -56,7 +56,11 @@ def _run(args: argparse.Namespace) -> int:
         def on_epoch_end(self, record: dict[str, Any]) -> None:
             _print_epoch(record)
 
-    result = fit(spec, args.out, callbacks=[Printer()], resume=args.resume)
+    try:
+        result = fit(spec, args.out, callbacks=[Printer()], resume=args.resume)
+    except ValueError as error:  # --resume onto a checkpoint written for another spec
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     print(json.dumps({k: v for k, v in result.to_dict().items() if k not in ("best", "final")}, indent=2))
     if result.error:
         print(f"error: {result.error}", file=sys.stderr)

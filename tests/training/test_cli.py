@@ -134,6 +134,18 @@ def test_run_resume_continues_from_the_last_checkpoint(
     assert len(losses("resumed")) == 4
 
 
+def test_resume_onto_another_specs_checkpoint_exits_2_with_a_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = str(tmp_path / "out")
+    assert main(["run", str(write_spec(tmp_path, TINY_RAW)), "--out", out, "--epochs", "1"]) == 0
+    other = write_spec(tmp_path, {**TINY_RAW, "network": {"hidden_layers": [5]}}, "other.json")
+    assert main(["run", str(other), "--out", out, "--resume"]) == 2
+    assert (
+        "was written for a different spec; start a fresh run instead of --resume" in capsys.readouterr().err
+    )
+
+
 def test_a_failed_run_exits_1_with_the_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     raw = {
         "dataset": {"name": "diabetes"},
