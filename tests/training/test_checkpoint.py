@@ -316,3 +316,14 @@ def test_result_json_holds_the_documented_fields(tmp_path: Path) -> None:
     assert "zeros_initialization" in written["warnings"]
     assert "layers" not in written["final"]
     assert set(written["test"]) == {"test_loss", "test_accuracy"}
+
+
+def test_same_seed_gives_identical_runs_and_another_seed_does_not() -> None:
+    spec = make_spec(**STRESS)
+    first, second = Recorder(), Recorder()
+    fit(spec, callbacks=[first])
+    fit(spec, callbacks=[second])
+    assert without_timing(first.records) == without_timing(second.records)
+    other = Recorder()
+    fit(make_spec(**merge(STRESS, {"training": {"seed": 1}})), callbacks=[other])
+    assert other.records[0]["train_loss"] != first.records[0]["train_loss"]

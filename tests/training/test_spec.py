@@ -233,6 +233,35 @@ def test_count_parameters_equals_the_torch_parameter_count(overrides: dict[str, 
     assert count_parameters(spec, features=13, outputs=4) == sum(p.numel() for p in model.parameters())
 
 
+@pytest.mark.parametrize(
+    ("raw", "input_shape", "outputs"),
+    [
+        ({"type": "rnn", "cell": "lstm", "hidden_size": 7, "layers": 2, "bidirectional": True}, (50, 2), 1),
+        ({"type": "rnn", "cell": "gru", "hidden_size": 5, "layers": 2}, (50, 2), 1),
+        ({"type": "rnn", "cell": "rnn", "hidden_size": 6, "layers": 2, "bidirectional": True}, (50, 2), 1),
+        ({"type": "cnn", "channels": [4, 8], "hidden_layers": [16]}, (1, 8, 8), 10),
+        (
+            {"type": "cnn", "channels": [4], "hidden_layers": [], "kernel_size": 5, "pool": "none"},
+            (1, 8, 8),
+            10,
+        ),
+    ],
+    ids=["lstm-bidirectional", "gru", "rnn-bidirectional", "cnn-pooled", "cnn-unpooled"],
+)
+@pytest.mark.parametrize("layers", ["none", "layer"])
+def test_count_parameters_equals_torch_count_for_rnn_and_cnn(
+    raw: dict[str, Any], input_shape: tuple[int, ...], outputs: int, layers: str
+) -> None:
+    from training.network import build_network
+
+    dataset = {"name": "digits", "as_images": True} if raw["type"] == "cnn" else {"name": "adding"}
+    spec = JobSpec.model_validate({"dataset": dataset, "network": raw, "normalization": {"layers": layers}})
+    model = build_network(spec, input_shape, outputs)
+    image = input_shape if len(input_shape) == 3 else None
+    counted = count_parameters(spec, features=input_shape[-1], outputs=outputs, image_shape=image)  # type: ignore[arg-type]
+    assert counted == sum(p.numel() for p in model.parameters())
+
+
 def test_every_activation_and_init_has_a_torch_entry() -> None:
     from training.network import ACTIVATIONS, WEIGHT_INITS
 
