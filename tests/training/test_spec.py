@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from tests.training.conftest import make_spec
+from tests.training.conftest import TINY, make_spec, merge
 from training.spec import (
     SGD,
     Activation,
@@ -44,8 +45,11 @@ def errors_of(raw: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def codes(raw_overrides: dict[str, Any]) -> set[str]:
-    """Lint codes of the tiny spec with overrides merged in."""
-    return {w.code for w in lint(make_spec(**raw_overrides))}
+    """Lint codes of the tiny spec with overrides merged in (a network given replaces the tiny one)."""
+    raw = merge(TINY, raw_overrides)
+    if "network" in raw_overrides:
+        raw["network"] = raw_overrides["network"]
+    return {w.code for w in lint(JobSpec.model_validate(raw))}
 
 
 def test_defaults_are_the_documented_ones() -> None:
@@ -323,6 +327,26 @@ LINT_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
 ]
 
 
+ADDING = {"name": "adding", "length": 100}
+LINT_CASES += [
+    (
+        "rnn_long_sequence_without_clipping",
+        {"dataset": ADDING, "network": {"type": "rnn"}, "activation": "tanh"},
+        {"dataset": ADDING, "network": {"type": "rnn"}, "activation": "tanh", "clipping": {"max_norm": 1.0}},
+    ),
+    (
+        "relu_rnn_without_clipping",
+        {"dataset": {"name": "adding", "length": 20}, "network": {"type": "rnn"}, "activation": "relu"},
+        {"dataset": {"name": "adding", "length": 20}, "network": {"type": "rnn"}, "activation": "tanh"},
+    ),
+    (
+        "activation_ignored_by_cell",
+        {"dataset": ADDING, "network": {"type": "rnn", "cell": "lstm"}, "activation": "sigmoid"},
+        {"dataset": ADDING, "network": {"type": "rnn", "cell": "lstm"}, "activation": "tanh"},
+    ),
+]
+
+
 @pytest.mark.parametrize(("code", "fires", "quiet"), LINT_CASES, ids=[c[0] for c in LINT_CASES])
 def test_lint_code_fires_when_it_should_and_not_otherwise(
     code: str, fires: dict[str, Any], quiet: dict[str, Any]
@@ -342,3 +366,19 @@ def test_lint_uses_the_feature_scale_it_is_given() -> None:
     assert [w.code for w in lint(spec)] == []
     assert [w.code for w in lint(spec, feature_scale=500.0)] == ["unscaled_inputs"]
     assert all(w.message.endswith(".") for w in lint(spec, feature_scale=500.0))
+
+
+def test_cnn_on_a_table_warns_when_the_data_kind_is_known() -> None:
+    spec = JobSpec.model_validate({"dataset": {"path": "data.csv"}, "network": {"type": "cnn"}})
+    assert "cnn_on_non_image" in [w.code for w in lint(spec, data_kind="table")]
+    assert "cnn_on_non_image" not in [w.code for w in lint(spec, data_kind="image")]
+
+
+def test_every_lint_code_has_a_test_case() -> None:
+    import importlib
+    import re
+
+    source = Path(importlib.import_module("training.spec.lint").__file__ or "").read_text()
+    codes_in_source = set(re.findall(r'warn\(\s*"([a-z_]+)"', source))
+    assert len(codes_in_source) >= 9
+    assert codes_in_source <= {case[0] for case in LINT_CASES} | {"cnn_on_non_image"}
