@@ -113,6 +113,9 @@ def serve(settings: Settings, *, host: str, port: int, worker_args: list[str]) -
         print(f"Created the first API key (shown once; also in {settings.data_dir / 'api-key'}):")
         print(f"  {secret}", flush=True)
 
+    # The only worker takes every queue, so that no job waits for a worker that does not exist.
+    queues = ",".join(sorted({"cpu", "gpu", settings.default_queue}))
+    worker_args = ["--queues", queues, *worker_args]
     env = dict(os.environ, TRAINCTL_DATA_DIR=str(settings.data_dir.resolve()))
     worker = WorkerSupervisor([sys.executable, "-m", "trainctl", "worker", *worker_args], env)
     worker.start()

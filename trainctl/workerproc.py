@@ -47,7 +47,7 @@ def plan_worker(
     """Fill in defaults: GPU hosts run one job per worker on the gpu queue; CPU hosts share the cores."""
     if device is not None and device != "cpu" and not device.startswith("cuda:"):
         raise ValueError(f"--device must be cpu or cuda:N (e.g. cuda:1), not {device!r}")
-    on_gpu = device.startswith("cuda:") if device is not None else (queues is None and cuda_available())
+    on_gpu = device.startswith("cuda:") if device is not None else cuda_available()
     queue_list = [q.strip() for q in (queues or ("gpu" if on_gpu else "cpu")).split(",") if q.strip()]
     if not queue_list:
         raise ValueError("--queues needs at least one queue name (e.g. cpu or gpu)")
@@ -101,6 +101,8 @@ def worker_environment(plan: WorkerPlan, base: dict[str, str] | None = None) -> 
     env["MKL_NUM_THREADS"] = str(plan.threads)
     if plan.device.startswith("cuda:"):
         env["CUDA_VISIBLE_DEVICES"] = plan.device.split(":", 1)[1]
+    elif plan.device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU worker on a GPU host must not train "auto" jobs on a GPU
     return env
 
 

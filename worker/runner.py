@@ -118,6 +118,9 @@ class ServiceCallback(Callback):
         self.lost = False
         self.cancel_requested = False
         self._next_poll = 0.0
+        self._next_beat = 0.0
+        # Often enough that a live job never looks stale, rarely enough to spare the database.
+        self._beat_every = max(CANCEL_POLL_S, min(10.0, context.settings.heartbeat_timeout / 4))
 
     def on_epoch_end(self, record: dict[str, Any]) -> None:
         """One metrics row per epoch, with the heartbeat, in one transaction."""
@@ -139,17 +142,21 @@ class ServiceCallback(Callback):
         )
 
     def should_stop(self) -> bool:
-        """Stop on shutdown, on a cancel request or a lost job; reads the database at most every 0.5 s."""
+        """Stop on shutdown, a cancel request or a lost job; reads the database at most every 0.5 s."""
         if shutdown_requested.is_set() or self.lost or self.cancel_requested:
             return True
         now = time.monotonic()
         if now < self._next_poll:
             return False
         self._next_poll = now + CANCEL_POLL_S
+        beating = True
         try:
             with session_scope(self.context.sessions) as session:
                 self.cancel_requested = lifecycle.is_cancel_requested(session, job_id=self.job_id)
-                beating = lifecycle.heartbeat(session, job_id=self.job_id, worker=self.context.identity.name)
+                if now >= self._next_beat:
+                    self._next_beat = now + self._beat_every
+                    worker = self.context.identity.name
+                    beating = lifecycle.heartbeat(session, job_id=self.job_id, worker=worker)
         except DBAPIError:
             # An unreachable database must not stop training: the epoch write waits it out instead.
             log.warning("could not poll job %s; training on", self.job_id)

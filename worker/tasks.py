@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from celery.exceptions import Reject
+
 from api.broker import RUN_JOB_TASK, SWEEP_TASK
 from api.config import get_settings
 from api.jobs.sweep import run_sweep
@@ -12,6 +14,9 @@ from worker.celery_app import celery_app, sweep_sessions, worker_context
 @celery_app.task(name=RUN_JOB_TASK)
 def run_job(job_id: str) -> str:
     """Run one job (a duplicate delivery of a job already taken does nothing)."""
+    if runner.shutdown_requested.is_set():
+        # This worker is going away: the message goes back to the broker for another worker.
+        raise Reject("worker shutting down", requeue=True)
     return runner.run_job(worker_context(), job_id)
 
 

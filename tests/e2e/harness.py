@@ -113,7 +113,9 @@ class WorkerProcess:
             raise AssertionError(f"worker exited with {self.process.returncode}:\n{self.output()}")
         with make_session_factory(engine)() as session:
             names = session.scalars(select(WorkerBeat.name)).all()
-        return any(name.endswith(f":{pid}") for name in names)
+        # Jobs run in the main process (solo pool) or in its pool children (prefork).
+        pids = {pid} | child_pids(pid)
+        return any(name.rsplit(":", 1)[-1] in {str(p) for p in pids} for name in names)
 
     def output(self) -> str:
         self.log.flush()
@@ -130,6 +132,20 @@ class WorkerProcess:
                 self.process.wait()
         self.log.close()
         return self.process.returncode
+
+
+def child_pids(pid: int) -> set[int]:
+    """Processes whose parent is `pid` (Linux /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if parent == pid:
+                found.add(int(entry.name))
+    return found
 
 
 def wait_for(
