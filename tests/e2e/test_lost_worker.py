@@ -1,0 +1,62 @@
+"""A worker killed mid-job: the beat-scheduled sweep re-queues the job and another worker resumes it."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from api.config import Settings
+from api.db import make_engine, make_session_factory
+from api.migrate import upgrade_database
+from api.models import EpochMetric
+from tests.e2e.harness import WorkerProcess, job_status, submit, wait_for, wait_for_status
+from tests.e2e.test_handback import HANDBACK_SPEC
+
+pytestmark = pytest.mark.slow
+
+
+def test_killed_worker_job_is_requeued_by_the_sweep_and_resumed(tmp_path: Path) -> None:
+    from api.auth.service import create_key
+    from api.main import create_app
+
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path / "var",
+        database_url=f"sqlite:///{tmp_path / 'trainctl.db'}",
+        artifacts_url=str(tmp_path / "artifacts"),
+        default_queue="cpu-lost",
+        heartbeat_timeout=2.0,
+        sweep_interval=0.5,
+    )
+    upgrade_database(settings.resolved_database_url)
+    app = create_app(settings)
+    sweeper = WorkerProcess(settings, tmp_path / "sweeper.log", "--queues", "maintenance", "--beat")
+    first = WorkerProcess(settings, tmp_path / "first.log")
+    second: WorkerProcess | None = None
+    try:
+        with TestClient(app) as client:
+            with app.state.session_factory() as session:
+                headers = {"Authorization": f"Bearer {create_key(session, owner='alice')[1]}"}
+            first.wait_ready(settings)
+            job_id = submit(client, headers, HANDBACK_SPEC)
+            wait_for(lambda: job_status(client, headers, job_id)["progress"]["epoch"] >= 2, 60, first.output)
+            first.process.send_signal(signal.SIGKILL)
+            first.process.wait()
+
+            second = WorkerProcess(settings, tmp_path / "second.log")
+            job = wait_for_status(client, headers, job_id, {"succeeded", "failed", "cancelled"}, timeout=120)
+            assert job["status"] == "succeeded", (job, second.output(), sweeper.output())
+            assert job["attempts"] == 2
+        engine = make_engine(settings.resolved_database_url)
+        with make_session_factory(engine)() as session:
+            epochs = session.scalars(select(EpochMetric.epoch).where(EpochMetric.job_id == job_id)).all()
+        engine.dispose()
+        assert sorted(epochs) == list(range(1, 9)), "no epoch missing or duplicated"
+    finally:
+        for process in (sweeper, first, second):
+            if process is not None:
+                process.stop()

@@ -1,0 +1,77 @@
+"""The sweep publishes what it re-queued, through the real broker of each backend (embedded or Redis)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from api.broker import RUN_JOB_TASK, make_celery
+from api.config import Settings
+from api.db import make_engine, make_session_factory, session_scope, utcnow
+from api.jobs.sweep import SweepThread
+from api.models import Job, JobStatus
+from tests.conftest import TEST_BROKER_ENV
+from tests.e2e.harness import wait_for
+
+
+def test_sweep_thread_requeues_stale_jobs_and_republishes(database_url: str, tmp_path: Path) -> None:
+    broker_url = os.environ.get(TEST_BROKER_ENV) if database_url.startswith("postgresql") else None
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path,
+        database_url=database_url,
+        broker_url=broker_url,
+        default_queue=f"sweep-{uuid.uuid4().hex[:8]}",
+        heartbeat_timeout=5,
+        republish_after=60,
+        sweep_interval=0.1,
+    )
+    engine = make_engine(database_url)
+    sessions = make_session_factory(engine)
+    long_ago = utcnow() - timedelta(minutes=10)
+    stale_id, waiting_id = uuid.uuid4().hex, uuid.uuid4().hex
+    spec = {"dataset": {"name": "iris"}, "network": {"hidden_layers": [4]}}
+    with session_scope(sessions) as session:
+        session.add(
+            Job(
+                id=stale_id,
+                owner="a",
+                spec=spec,
+                epochs=5,
+                status=JobStatus.running,
+                worker="gone",
+                attempts=1,
+                heartbeat_at=long_ago,
+            )
+        )
+        session.add(Job(id=waiting_id, owner="a", spec=spec, epochs=5, queued_at=long_ago))
+    celery_app = make_celery(settings)
+    sweep = SweepThread(sessions=sessions, celery_app=celery_app, settings=settings)
+    sweep.start()
+    received: set[str] = set()
+    try:
+        with celery_app.connection_for_read() as connection:
+            queue = connection.SimpleQueue(settings.default_queue)
+
+            def both_published() -> bool:
+                try:
+                    message = queue.get(timeout=0.5)
+                except queue.Empty:
+                    return False
+                assert message.headers["task"] == RUN_JOB_TASK
+                received.add(message.payload[0][0])
+                message.ack()
+                return received == {stale_id, waiting_id}
+
+            wait_for(both_published, 20, lambda: f"published only {received}")
+            queue.close()
+    finally:
+        sweep.stop()
+        sweep.join(5)
+        celery_app.close()
+    with sessions() as session:
+        stale = session.get(Job, stale_id)
+        assert stale is not None and stale.status == JobStatus.queued and stale.worker is None
+    engine.dispose()
