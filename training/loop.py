@@ -370,6 +370,8 @@ class Trainer:
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "spec.json").write_text(self.spec.model_dump_json(indent=2))
+            if self.epoch == 0:  # a fresh start: metrics of an earlier run in this folder are not ours
+                (self.out_dir / "metrics.jsonl").unlink(missing_ok=True)
         if self.stopper.should_stop:
             stop_reason = "early stopping had already fired before the resume"
         while self.epoch < self.spec.training.epochs and not self.stopper.should_stop:

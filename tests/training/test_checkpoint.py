@@ -120,6 +120,12 @@ def test_resume_can_extend_the_epochs(tmp_path: Path) -> None:
     assert extended.final == {**straight.final, **{k: extended.final[k] for k in TIMING}}  # type: ignore[index]
 
 
+def test_a_fresh_run_into_a_used_folder_starts_a_new_metrics_file(tmp_path: Path) -> None:
+    fit(make_spec(training={"epochs": 3}), tmp_path)
+    fit(make_spec(training={"epochs": 2}), tmp_path)
+    assert [record["epoch"] for record in metrics(tmp_path)] == [1, 2]
+
+
 def test_checkpoints_written_every_k_epochs_and_reported_to_callbacks(tmp_path: Path) -> None:
     recorder = Recorder()
     fit(make_spec(training={"epochs": 4, "checkpoint_every": 2}), tmp_path, callbacks=[recorder])
