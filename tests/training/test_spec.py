@@ -382,3 +382,16 @@ def test_every_lint_code_has_a_test_case() -> None:
     codes_in_source = set(re.findall(r'warn\(\s*"([a-z_]+)"', source))
     assert len(codes_in_source) >= 9
     assert codes_in_source <= {case[0] for case in LINT_CASES} | {"cnn_on_non_image"}
+
+
+def test_every_spec_field_has_a_description_and_an_example() -> None:
+    schema = JobSpec.model_json_schema()
+    models = {"JobSpec": schema, **schema.get("$defs", {})}
+    undocumented = [
+        f"{model}.{name}"
+        for model, definition in models.items()
+        for name, prop in definition.get("properties", {}).items()
+        if "description" not in prop or "examples" not in prop
+    ]
+    assert undocumented == []
+    assert schema["examples"] and JobSpec.model_validate(schema["examples"][0])
