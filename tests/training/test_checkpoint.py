@@ -333,3 +333,15 @@ def test_same_seed_gives_identical_runs_and_another_seed_does_not() -> None:
     other = Recorder()
     fit(make_spec(**merge(STRESS, {"training": {"seed": 1}})), callbacks=[other])
     assert other.records[0]["train_loss"] != first.records[0]["train_loss"]
+
+
+def test_device_auto_picks_cuda_only_when_available(monkeypatch: pytest.MonkeyPatch) -> None:
+    from training.loop import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        resolve_device("cuda:0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda")
+    assert resolve_device("cpu") == torch.device("cpu")
