@@ -26,6 +26,7 @@ class WorkerPlan:
     concurrency: int
     threads: int
     beat: bool = False
+    pin_device: bool = False  # --device given: hide every other device from the worker
 
 
 def cuda_available() -> bool:
@@ -53,8 +54,11 @@ def plan_worker(
         raise ValueError("--queues needs at least one queue name (e.g. cpu or gpu)")
     jobs = concurrency or (1 if on_gpu else DEFAULT_CPU_CONCURRENCY)
     cores = cpu_count or os.cpu_count() or 1
+    # Without --device a GPU worker uses the first GPU it may see (CUDA_VISIBLE_DEVICES is respected).
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip() or "0"
     return WorkerPlan(
-        device=device or ("cuda:0" if on_gpu else "cpu"),
+        device=device or (f"cuda:{visible}" if on_gpu else "cpu"),
+        pin_device=device is not None,
         queues=queue_list,
         concurrency=jobs,
         threads=threads or max(1, cores // jobs),
@@ -99,6 +103,8 @@ def worker_environment(plan: WorkerPlan, base: dict[str, str] | None = None) -> 
     # Intra-op pools sized by OMP/MKL too, so a 1-thread job does not spin idle threads.
     env["OMP_NUM_THREADS"] = str(plan.threads)
     env["MKL_NUM_THREADS"] = str(plan.threads)
+    if not plan.pin_device:
+        return env
     if plan.device.startswith("cuda:"):
         env["CUDA_VISIBLE_DEVICES"] = plan.device.split(":", 1)[1]
     elif plan.device == "cpu":
