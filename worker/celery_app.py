@@ -18,6 +18,7 @@ from worker import runner
 log = logging.getLogger(__name__)
 
 MAINTENANCE_QUEUE = "maintenance"
+WORKER_BEAT_S = 15.0  # how often an idle worker says it is alive (health lists workers seen recently)
 QUEUES_ENV = "TRAINCTL_WORKER_QUEUES"  # set by `trainctl worker`, shown in the worker beat row
 
 celery_app = make_celery(get_settings())
@@ -77,10 +78,12 @@ def prepare_process() -> None:
     if threads:
         torch.set_num_threads(threads)
     training.warm_up()
+    context = worker_context()
     try:
-        worker_context().beat(None, retry=False)
+        context.beat(None, retry=False)
     except Exception:
         log.warning("could not record the worker beat at start", exc_info=True)
+    context.start_beating(every=min(WORKER_BEAT_S, context.settings.heartbeat_timeout / 2))
     log.info("worker process ready: %d torch threads", torch.get_num_threads())
 
 

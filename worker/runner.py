@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ class WorkerContext:
         self.engine = make_engine(settings.resolved_database_url)
         self.sessions: sessionmaker[Session] = make_session_factory(self.engine)
         self.store = ArtifactStore(settings.resolved_artifacts_url)
+        self.current_job_id: str | None = None
 
     def write(self, action: Callable[[Session], T]) -> T:
         """Run `action` in one transaction, retrying with backoff while the database is unreachable."""
@@ -67,6 +69,7 @@ class WorkerContext:
     def beat(self, current_job_id: str | None, *, retry: bool = True) -> None:
         """Record that this worker is alive (and what it runs)."""
         identity = self.identity
+        self.current_job_id = current_job_id
         (self.write if retry else partial(_in_transaction, self.sessions))(
             lambda s: lifecycle.record_worker_beat(
                 s,
@@ -76,6 +79,18 @@ class WorkerContext:
                 current_job_id=current_job_id,
             )
         )
+
+    def start_beating(self, every: float) -> None:
+        """Beat from a daemon thread, so that an idle worker is still seen by health checks."""
+
+        def loop() -> None:
+            while not shutdown_requested.wait(every):
+                try:
+                    self.beat(self.current_job_id, retry=False)
+                except Exception:
+                    log.debug("worker beat failed; next one in %.0f s", every, exc_info=True)
+
+        threading.Thread(target=loop, name="trainctl-worker-beat", daemon=True).start()
 
 
 def _in_transaction(sessions: sessionmaker[Session], action: Callable[[Session], T]) -> T:

@@ -74,3 +74,21 @@ def test_failing_job_is_explained_and_the_worker_goes_on(service: Service) -> No
     assert "learning_rate" in bad["error"], bad["error"]  # says what to change
     good = wait_for_status(client, headers, next_id, {"succeeded", "failed", "cancelled"}, timeout=60)
     assert good["status"] == "succeeded", good
+
+
+def test_uploaded_dataset_is_fetched_by_the_worker(service: Service) -> None:
+    client, headers = service.client, service.headers
+    points = [f"{i % 7 / 7:.3f},{(i * 3) % 11 / 11:.3f},{'yes' if i % 2 else 'no'}" for i in range(120)]
+    rows = ["x1,x2,label", *points]
+    upload = client.post(
+        "/v1/datasets",
+        files={"file": ("points.csv", "\n".join(rows).encode(), "text/csv")},
+        data={"target": "label"},
+        headers=headers,
+    )
+    assert upload.status_code == 201, upload.text
+    spec = {**IRIS_SPEC, "dataset": {"id": upload.json()["id"], "validation_fraction": 0.25}}
+    job_id = submit(client, headers, spec)
+    job = wait_for_status(client, headers, job_id, {"succeeded", "failed", "cancelled"}, timeout=60)
+    assert job["status"] == "succeeded", job
+    assert job["spec"]["dataset"]["id"] == upload.json()["id"], "the stored spec keeps the dataset id"
