@@ -65,6 +65,7 @@ class JobSummary(BaseModel):
     tags: list[str]
     status: JobStatus
     progress: Progress
+    result: ResultSummary | None = Field(description="Best, final and test metrics once finished.")
     error: str | None
     created_at: UtcDateTime
     started_at: UtcDateTime | None
@@ -76,7 +77,6 @@ class JobDetail(JobSummary):
 
     spec: dict[str, Any]
     warnings: list[SpecWarning]
-    result: ResultSummary | None
     cancel_requested: bool
     worker: str | None
     device: str | None

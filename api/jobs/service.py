@@ -58,6 +58,14 @@ def _progress(job: Job) -> Progress:
     return Progress(epoch=job.epoch, epochs=job.epochs, eta_seconds=eta)
 
 
+def _result(job: Job) -> ResultSummary | None:
+    if not job.result:
+        return None
+    return ResultSummary.model_validate(
+        {k: v for k, v in job.result.items() if k in ResultSummary.model_fields}
+    )
+
+
 def to_summary(job: Job) -> JobSummary:
     """The listed form of a job."""
     return JobSummary(
@@ -66,6 +74,7 @@ def to_summary(job: Job) -> JobSummary:
         tags=sorted(tag.tag for tag in job.tags),
         status=JobStatus(job.status),
         progress=_progress(job),
+        result=_result(job),
         error=job.error,
         created_at=job.created_at,
         started_at=job.started_at,
@@ -75,16 +84,10 @@ def to_summary(job: Job) -> JobSummary:
 
 def to_detail(job: Job) -> JobDetail:
     """Everything known about a job."""
-    result = None
-    if job.result:
-        result = ResultSummary.model_validate(
-            {k: v for k, v in job.result.items() if k in ResultSummary.model_fields}
-        )
     return JobDetail(
         **to_summary(job).model_dump(),
         spec=job.spec,
         warnings=[SpecWarning.model_validate(warning) for warning in job.warnings or []],
-        result=result,
         cancel_requested=job.cancel_requested,
         worker=job.worker,
         device=job.device,

@@ -109,6 +109,9 @@ def test_list_filters(
     assert ids(status="succeeded") == [other["id"]]
     assert ids(status="queued", tag="sweep-1") == [tagged["id"]]
     assert ids(status="running") == []
+    # The list carries result summaries, so finished jobs can be compared without fetching each one.
+    listed = client.get("/v1/jobs", params={"status": "succeeded"}, headers=auth_headers).json()["items"]
+    assert listed[0]["result"]["test"] == {"accuracy": 0.9}
 
 
 def test_detail_shows_result_progress_and_worker(

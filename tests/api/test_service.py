@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import time
@@ -182,3 +183,19 @@ def test_broker_outage_degrades_health_and_submission_still_stores_the_job(setti
         assert time.monotonic() - started < 10
     with app.state.session_factory() as session:
         assert session.get(Job, response.json()["id"]) is not None
+
+
+def test_no_secret_or_spec_content_in_logs(
+    client: TestClient, api_key: str, auth_headers: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="api")
+    spec = {**EXAMPLE_SPEC, "initialization": {"scheme": "normal", "std": 0.0123456}}
+    assert client.post("/v1/jobs", json={"spec": spec}, headers=auth_headers).status_code == 202
+    assert (
+        client.get("/v1/jobs", headers={"Authorization": "Bearer tc_wrong-secret-value"}).status_code == 401
+    )
+    bad = {**EXAMPLE_SPEC, "optimizer": {"name": "sgd", "learning_rate": -0.0123456}}
+    assert client.post("/v1/jobs", json={"spec": bad}, headers=auth_headers).status_code == 422
+    logged = caplog.text
+    assert api_key not in logged and "tc_wrong-secret-value" not in logged
+    assert "0.0123456" not in logged
