@@ -210,3 +210,29 @@ def test_submission_publishes_the_job_id_after_commit(
     assert message.headers["task"] == "trainctl.run_job"
     args = message.payload[0]
     assert args == [job_id]  # the id only: the worker reads everything else from the database
+
+
+def test_concurrent_retries_with_one_key_make_one_job(app: FastAPI, settings: Settings) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from api.jobs.schemas import JobCreate
+    from api.jobs.service import submit_job
+
+    request = JobCreate.model_validate({"name": "race", "spec": EXAMPLE_SPEC})
+
+    def attempt(_: int) -> tuple[str, bool]:
+        with app.state.session_factory() as session:
+            job, created = submit_job(
+                session,
+                owner="alice",
+                request=request,
+                settings=settings,
+                celery_app=app.state.celery,
+                idempotency_key="same-key",
+            )
+            return job.id, created
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        outcomes = list(pool.map(attempt, range(6)))
+    assert len({job_id for job_id, _ in outcomes}) == 1
+    assert sum(created for _, created in outcomes) == 1
