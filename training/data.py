@@ -118,7 +118,10 @@ def load_table(spec: DatasetSpec) -> Table:
             names = [str(name) for name in getattr(bunch, "feature_names", [])] or [
                 f"x{i}" for i in range(bunch.data.shape[1])
             ]
-            return make_table(bunch.data, bunch.target, names, task)
+            table = make_table(bunch.data, bunch.target, names, task)
+            if task == Task.classification and "target_names" in bunch:  # iris: setosa, not "0"
+                table.class_labels = [str(label) for label in bunch.target_names]
+            return table
         case SyntheticDatasetSpec():
             return _synthetic(spec)
         case SequenceDatasetSpec():
