@@ -156,8 +156,9 @@ def test_load_model_predicts_classes_and_probabilities_on_raw_inputs(tmp_path: P
     prediction = model.predict(raw.X_test.numpy())
     probabilities = torch.tensor(prediction["probabilities"])
     torch.testing.assert_close(probabilities.sum(dim=1), torch.ones(len(raw.X_test)))
-    assert set(prediction["classes"]) <= {"0", "1", "2"}
-    predicted = torch.tensor([int(c) for c in prediction["classes"]])
+    labels = ["setosa", "versicolor", "virginica"]  # iris keeps its class names
+    assert set(prediction["classes"]) <= set(labels)
+    predicted = torch.tensor([labels.index(c) for c in prediction["classes"]])
     accuracy = (predicted == raw.y_test).float().mean().item()
     assert accuracy == pytest.approx(result.test["test_accuracy"])  # type: ignore[index]
     # the stored z-score statistics are those of the raw training split
