@@ -5,6 +5,8 @@
 Prints a table of median seconds per epoch and samples/s relative to the plain on-device loop.
 All variants train the same MLP (64-256-256-10, batch 128, Adam lr 1e-3, same init) on the same rows.
 fit runs with validation and test fractions 0 so that it does the same work as the loops.
+A second table does the same for a recurrent net: an LSTM (hidden 64) on the adding problem (length 50),
+fit against a plain loop over the same module from training.network.build_network.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def _data(spec: JobSpec) -> tuple[torch.Tensor, torch.Tensor, nn.Module]:
 
     torch.manual_seed(0)
     splits = prepare(spec.dataset, spec.normalization.inputs, 0, torch.device("cpu"))
-    model = build_network(spec, splits.features, splits.outputs)
+    model = build_network(spec, splits.input_shape, splits.outputs)
     return splits.X_train, splits.y_train, model
 
 
@@ -138,6 +140,81 @@ def variants(dataset: dict, epochs: int) -> dict[str, Callable[[], list[float]]]
     }
 
 
+# ------------------------------------------------------------------------------------- recurrent
+
+RNN_HIDDEN, RNN_LENGTH, RNN_BATCH = 64, 50, 32
+
+
+def make_rnn_spec(samples: int, diagnostics_every: int = 10, epochs: int = 1) -> JobSpec:
+    """The recurrent benchmark spec: LSTM hidden 64 on adding (length 50), Adam, no validation or test."""
+    return JobSpec.model_validate(
+        {
+            "dataset": {
+                "name": "adding",
+                "length": RNN_LENGTH,
+                "samples": samples,
+                "validation_fraction": 0.0,
+                "test_fraction": 0.0,
+            },
+            "network": {"type": "rnn", "cell": "lstm", "hidden_size": RNN_HIDDEN},
+            "optimizer": {"name": "adam", "learning_rate": 0.001},
+            "training": {"epochs": epochs, "batch_size": RNN_BATCH, "diagnostics_every": diagnostics_every},
+        }
+    )
+
+
+def time_plain_rnn(spec: JobSpec, epochs: int) -> list[float]:
+    """A plain loop over fit's own LSTM module: on-device permutation batches, fused Adam, MSE."""
+    X, y, model = _data(spec)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    seconds = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        model.train()
+        total = torch.zeros(())
+        order = torch.randperm(len(X))
+        for i in range(0, len(X), RNN_BATCH):
+            index = order[i : i + RNN_BATCH]
+            loss = F.mse_loss(model(X[index]), y[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach()
+        total.item()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def rnn_variants(samples: int, epochs: int) -> dict[str, Callable[[], list[float]]]:
+    """The recurrent variants; each returns per-epoch seconds (first epoch is warm-up)."""
+    runs = epochs + 1
+    return {
+        "plain loop (Adam, fused)": lambda: time_plain_rnn(make_rnn_spec(samples), runs),
+        "fit, diagnostics every 10 steps (default)": lambda: time_fit(make_rnn_spec(samples), runs),
+        "fit, no diagnostics": lambda: time_fit(make_rnn_spec(samples, 0), runs),
+    }
+
+
+def print_rnn_table(rounds: int, quick: bool) -> None:
+    """Median epoch of fit against the plain loop for the LSTM."""
+    samples, epochs = (1000, 2) if quick else (4000, 3)
+    label = f"adding, {samples:,} x {RNN_LENGTH}"
+    print(f"LSTM hidden {RNN_HIDDEN}, adding length {RNN_LENGTH}, batch {RNN_BATCH}, Adam lr 1e-3\n")
+    header = f"{'dataset':<24}{'variant':<44}{'s/epoch':>10}{'samples/s':>12}{'vs plain':>10}"
+    print(header)
+    print("-" * len(header))
+    timed = rnn_variants(samples, epochs)
+    measured: dict[str, list[float]] = {name: [] for name in timed}
+    for _ in range(rounds):
+        for name, run in timed.items():
+            measured[name].extend(run()[1:])
+    baseline = statistics.median(measured["plain loop (Adam, fused)"])
+    for name, seconds in measured.items():
+        median = statistics.median(seconds)
+        print(f"{label:<24}{name:<44}{median:>10.4f}{samples / median:>12,.0f}{baseline / median:>9.2f}x")
+    print()
+
+
 def main() -> None:
     """Run every variant in interleaved rounds and print the table."""
     parser = argparse.ArgumentParser(
@@ -169,6 +246,7 @@ def main() -> None:
             median = statistics.median(seconds)
             print(f"{label:<24}{name:<44}{median:>10.4f}{rows / median:>12,.0f}{baseline / median:>9.2f}x")
         print()
+    print_rnn_table(args.rounds, args.quick)
 
 
 if __name__ == "__main__":
