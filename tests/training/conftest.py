@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -63,7 +64,13 @@ def run_fit(spec: JobSpec, out_dir: Any = None, **kwargs: Any) -> tuple[Any, lis
     return result, recorder.records
 
 
-@pytest.fixture
-def recorder() -> Recorder:
-    """A fresh Recorder."""
-    return Recorder()
+@pytest.fixture(autouse=True)
+def single_torch_thread() -> Iterator[None]:
+    """Run each training test on one torch thread: tiny networks gain nothing from more, and on a
+    shared 2-core machine spinning intra-op threads made the suite several times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
