@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from api.config import Settings, get_settings
+from trainctl.client_cli import register_client_commands
 
 app = typer.Typer(
     name="trainctl",
@@ -19,6 +20,7 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Create and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+register_client_commands(app)
 
 DataDirOption = Annotated[
     Path | None,
