@@ -30,7 +30,9 @@ class WorkerPlan:
 
 
 def cuda_available() -> bool:
-    """Whether this host has a usable GPU (imports torch: only called when the answer is needed)."""
+    """Whether this host has a usable GPU; imports torch (seconds) only where an NVIDIA driver is present."""
+    if not any(Path(marker).exists() for marker in ("/proc/driver/nvidia/version", "/dev/nvidiactl")):
+        return False
     import torch
 
     return bool(torch.cuda.is_available())
