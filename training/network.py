@@ -338,18 +338,23 @@ class RNN(nn.Module):
         return self.output(last)
 
 
+def _rnn_exposes_activation(network: RNNNetwork, spec: JobSpec) -> bool:
+    """A plain fused rnn records a = tanh(n) or relu(n); lstm/gru gates and layer-normalized states do not."""
+    return network.cell == RNNCell.rnn and spec.normalization.layers != LayerNormalization.layer
+
+
 def saturation_source(spec: JobSpec) -> str | None:
     """How saturation is measured: from the net input, from the output (fused rnn), or not at all."""
     if spec.activation not in SIGMOID_TYPE:
         return None
     if isinstance(spec.network, RNNNetwork):
-        return "output" if spec.network.cell == RNNCell.rnn else None
+        return "output" if _rnn_exposes_activation(spec.network, spec) else None
     return "net_input"
 
 
 def tracks_dead_units(spec: JobSpec) -> bool:
     """Dead units exist for ReLU-family activations (and not inside lstm/gru cells)."""
-    if isinstance(spec.network, RNNNetwork) and spec.network.cell != RNNCell.rnn:
+    if isinstance(spec.network, RNNNetwork) and not _rnn_exposes_activation(spec.network, spec):
         return False
     return spec.activation in RELU_TYPE
 

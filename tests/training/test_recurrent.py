@@ -294,6 +294,38 @@ def test_rnn_diagnostics_report_input_recurrent_and_output_groups_and_time_reach
         assert record["grad_first_step"] > 0 and record["grad_last_step"] > 0
 
 
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_layer_norm_rnn_does_not_read_saturation_or_dead_units_off_the_normalized_state(
+    activation: str,
+) -> None:
+    # The layer-norm rnn records the normalized hidden state, not the cell's tanh/relu output: about a
+    # third of a normalized state lies beyond tanh(3) ≈ 0.995, so reading saturation off it reported
+    # ~0.32 for a net whose tiny weights keep every unit in the linear region.
+    tiny = {"scheme": "normal", "std": 0.01}
+
+    def recurrent_group(norm: str) -> dict[str, Any]:
+        _, records = run_fit(
+            rnn_spec(
+                network={"cell": "rnn", "hidden_size": 32, "recurrent_initialization": tiny},
+                activation=activation,
+                initialization=tiny,
+                normalization={"layers": norm},
+                training={"epochs": 1},
+            )
+        )
+        group = records[0]["layers"][1]
+        assert group["name"] == "rnn1.recurrent" and group["grad_norm"] > 0
+        return group
+
+    layer_norm = recurrent_group("layer")
+    assert layer_norm["saturated_fraction"] is None and layer_norm["dead_fraction"] is None
+    fused = recurrent_group("none")  # the fused cell's output is tanh(n) or relu(n): measured there
+    if activation == "tanh":
+        assert fused["saturated_fraction"] == 0.0
+    else:
+        assert fused["dead_fraction"] is not None
+
+
 def test_time_reach_is_none_without_diagnostics() -> None:
     _, records = run_fit(rnn_spec(training={"diagnostics_every": 0}))
     assert records[0]["grad_first_step"] is None and records[0]["grad_last_step"] is None
