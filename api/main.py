@@ -13,6 +13,7 @@ from api.broker import make_celery
 from api.config import Settings, get_settings
 from api.datasets.router import router as datasets_router
 from api.db import make_engine, make_session_factory
+from api.docs import install_docs
 from api.errors import install_error_handlers
 from api.health.router import router as health_router
 from api.jobs.router import router as jobs_router
@@ -58,6 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         openapi_tags=OPENAPI_TAGS,
         lifespan=lifespan,
+        docs_url=None,  # install_docs serves /docs and /redoc from installed assets, not a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -68,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics_registry = registry
 
     install_error_handlers(app)
+    install_docs(app)
     for router in (jobs_router, specs_router, datasets_router, health_router, monitoring_router):
         app.include_router(router)
 
