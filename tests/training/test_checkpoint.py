@@ -346,3 +346,25 @@ def test_device_auto_picks_cuda_only_when_available(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device("auto") == torch.device("cuda")
     assert resolve_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        {"name": "momentum", "schedule": {"type": "cosine", "min_learning_rate": 0.001}},
+        {"name": "nesterov", "schedule": {"type": "plateau", "patience": 0}},
+        {"name": "rmsprop", "momentum": 0.5},
+        {"name": "adagrad"},
+        {"name": "adamw", "schedule": {"type": "step", "step_size": 2}},
+    ],
+    ids=["momentum-cosine", "nesterov-plateau", "rmsprop", "adagrad", "adamw-step"],
+)
+def test_resume_restores_every_optimizer_and_schedule_state(
+    tmp_path: Path, optimizer: dict[str, Any]
+) -> None:
+    spec = make_spec(optimizer=optimizer, training={"epochs": 6, "diagnostics_every": 3})
+    straight = Recorder()
+    fit(spec, tmp_path / "straight", callbacks=[straight])
+    _, records = interrupted_then_resumed(spec, tmp_path / "resumed", after=3)
+    assert without_timing(records) == without_timing(straight.records)
+    assert_same_tensors(checkpoint_tensors(tmp_path / "resumed"), checkpoint_tensors(tmp_path / "straight"))
