@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from celery import Celery
 from kombu.transport import sqlalchemy as kombu_sqlalchemy
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
 
 from api.config import Settings
@@ -116,6 +117,27 @@ def queue_for_device(device: str, default_queue: str) -> str:
     if device.startswith("cuda"):
         return "gpu"
     return default_queue
+
+
+def purge_delivered_messages(settings: Settings, *, older_than: float = 3600.0) -> int:
+    """Delete delivered messages from the embedded broker: kombu keeps them, marked invisible, forever."""
+    url = settings.resolved_broker_url
+    if not is_embedded_broker(url):
+        return 0
+    engine = create_engine(url.removeprefix(EMBEDDED_PREFIX))
+    # kombu stamps `timestamp` with local naive time when it delivers a message.
+    cutoff = datetime.now() - timedelta(seconds=older_than)
+    try:
+        if not inspect(engine).has_table("kombu_message"):
+            return 0
+        with engine.begin() as connection:
+            deleted = connection.execute(
+                text("DELETE FROM kombu_message WHERE visible = :no AND timestamp < :cutoff"),
+                {"no": False, "cutoff": cutoff},
+            )
+        return int(deleted.rowcount)
+    finally:
+        engine.dispose()
 
 
 def publish_run_job(celery_app: Celery, job_id: str, queue: str) -> None:

@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.broker import publish_run_job, queue_for_device
+from api.broker import publish_run_job, purge_delivered_messages, queue_for_device
 from api.config import Settings
 from api.db import session_scope
 from api.jobs.lifecycle import SweepOutcome, republish_lost, requeue_stale
 
 log = logging.getLogger(__name__)
+
+PURGE_EVERY_S = 600.0  # delivered messages of the embedded broker are deleted this often
+_next_purge = 0.0
 
 
 def run_sweep(*, sessions: sessionmaker[Session], celery_app: Celery, settings: Settings) -> SweepOutcome:
@@ -30,6 +34,10 @@ def run_sweep(*, sessions: sessionmaker[Session], celery_app: Celery, settings: 
     outcome.republish.extend(lost.republish)
     for job_id, device in outcome.republish:
         publish_run_job(celery_app, job_id, queue_for_device(device, settings.default_queue))
+    global _next_purge
+    if time.monotonic() >= _next_purge:
+        _next_purge = time.monotonic() + PURGE_EVERY_S
+        purge_delivered_messages(settings)
     if outcome.republish or outcome.failed:
         log.info("sweep: re-published %s, failed as lost %s", outcome.republish, outcome.failed)
     return outcome

@@ -75,3 +75,25 @@ def test_sweep_thread_requeues_stale_jobs_and_republishes(database_url: str, tmp
         stale = session.get(Job, stale_id)
         assert stale is not None and stale.status == JobStatus.queued and stale.worker is None
     engine.dispose()
+
+
+def test_delivered_messages_are_purged_from_the_embedded_broker(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, text
+
+    from api.broker import publish_run_job, purge_delivered_messages
+
+    settings = Settings(_env_file=None, data_dir=tmp_path)  # type: ignore[call-arg]
+    celery_app = make_celery(settings)
+    for job_id in ("a", "b"):
+        publish_run_job(celery_app, job_id, "cpu")
+    with celery_app.connection_for_read() as connection:
+        queue = connection.SimpleQueue("cpu")
+        queue.get(timeout=2).ack()  # delivered: kombu keeps it, invisible
+        queue.close()
+    celery_app.close()
+    assert purge_delivered_messages(settings, older_than=3600) == 0, "recent deliveries are kept a while"
+    assert purge_delivered_messages(settings, older_than=-60) == 1
+    engine = create_engine(settings.resolved_broker_url.removeprefix("sqla+"))
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM kombu_message")).scalar_one() == 1
+    engine.dispose()
