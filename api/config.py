@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     max_queued_jobs_per_owner: int = Field(
         1_000, ge=1, description="Jobs one owner may have waiting (queued); more answers 429."
     )
+    max_sweep_jobs: int = Field(
+        256, ge=1, description="Most jobs one sweep may create (grid points × seeds)."
+    )
+    events_poll_interval: float = Field(
+        1.0, ge=0.05, description="Seconds between database reads of the shared live-events poller."
+    )
+    events_keepalive: float = Field(15.0, gt=0, description="Seconds between keep-alive comments on events.")
 
     @property
     def resolved_database_url(self) -> str:

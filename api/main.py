@@ -10,16 +10,20 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api.artifacts import ArtifactStore
 from api.broker import make_celery
+from api.compare.router import router as compare_router
 from api.config import Settings, get_settings
 from api.datasets.router import router as datasets_router
 from api.db import make_engine, make_session_factory
 from api.docs import install_docs
 from api.errors import install_error_handlers
+from api.events.router import router as events_router
 from api.health.router import router as health_router
 from api.jobs.router import router as jobs_router
 from api.monitoring import RequestMiddleware, make_registry
 from api.monitoring import router as monitoring_router
+from api.plots.router import router as plots_router
 from api.specs.router import router as specs_router
+from api.sweeps.router import router as sweeps_router
 
 DESCRIPTION = """
 Train neural networks as a service. Submit a **job spec** (network, activation, initialization,
@@ -32,6 +36,11 @@ Every `/v1` endpoint except `/v1/health` needs `Authorization: Bearer <key>`
 
 OPENAPI_TAGS = [
     {"name": "jobs", "description": "Submit, list, watch, cancel and delete training jobs."},
+    {"name": "sweeps", "description": "Run one spec over a grid of values × seeds, as a batch of jobs."},
+    {
+        "name": "compare",
+        "description": "Jobs side by side: spec diff, seed groups (mean ± std), curves, plots.",
+    },
     {"name": "specs", "description": "Check a job spec without creating anything."},
     {"name": "datasets", "description": "Upload CSV or NPZ datasets and refer to them from specs."},
     {"name": "health", "description": "Liveness of the database, broker and workers."},
@@ -50,6 +59,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        hub = getattr(_app.state, "event_hub", None)
+        if hub is not None:
+            await hub.close()
         celery_app.close()
         engine.dispose()
 
@@ -72,7 +84,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     install_docs(app)
-    for router in (jobs_router, specs_router, datasets_router, health_router, monitoring_router):
+    routers = (jobs_router, events_router, plots_router, sweeps_router, compare_router)
+    for router in (*routers, specs_router, datasets_router, health_router, monitoring_router):
         app.include_router(router)
 
     # Added last so it runs first: the body limit applies before anything reads the body.

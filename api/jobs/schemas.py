@@ -70,6 +70,7 @@ class JobSummary(BaseModel):
     created_at: UtcDateTime
     started_at: UtcDateTime | None
     finished_at: UtcDateTime | None
+    sweep_id: str | None = Field(None, description="The sweep that created this job, if any.")
 
 
 class JobDetail(JobSummary):
@@ -83,6 +84,9 @@ class JobDetail(JobSummary):
     attempts: int
     queued_at: UtcDateTime
     heartbeat_at: UtcDateTime | None
+    sweep_params: dict[str, Any] | None = Field(
+        None, description="The values its sweep set: {dotted path: value, 'training.seed': seed}."
+    )
 
 
 class JobPage(BaseModel):

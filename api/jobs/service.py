@@ -11,6 +11,7 @@ import secrets
 import shutil
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from celery import Celery
 from sqlalchemy import and_, delete, func, or_, select, update
@@ -26,7 +27,7 @@ from api.jobs.schemas import JobCreate, JobDetail, JobPage, JobSummary, Progress
 from api.models import Checkpoint, EpochMetric, Job, JobStatus, JobTag
 from api.models.job import FINISHED
 from api.specs.service import check_spec
-from training.spec import SpecWarning
+from training.spec import JobSpec, SpecWarning
 
 log = logging.getLogger(__name__)
 MAX_PAGE_SIZE = 100
@@ -79,6 +80,7 @@ def to_summary(job: Job) -> JobSummary:
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
+        sweep_id=job.sweep_id,
     )
 
 
@@ -94,6 +96,7 @@ def to_detail(job: Job) -> JobDetail:
         attempts=job.attempts,
         queued_at=job.queued_at,
         heartbeat_at=job.heartbeat_at,
+        sweep_params=job.sweep_params,
     )
 
 
@@ -125,28 +128,15 @@ def submit_job(
             return to_detail(earlier), False
     spec = request.spec
     _shape, _parameters, warnings = check_spec(session, owner=owner, spec=spec, settings=settings)
-    waiting = session.scalar(
-        select(func.count()).select_from(Job).where(Job.owner == owner, Job.status == JobStatus.queued)
-    )
-    if (waiting or 0) >= settings.max_queued_jobs_per_owner:
-        raise TooManyRequests(
-            f"you have {waiting} queued jobs, the limit is {settings.max_queued_jobs_per_owner} "
-            "(TRAINCTL_MAX_QUEUED_JOBS_PER_OWNER); wait for some to start, or cancel some"
-        )
-    job = Job(
-        id=new_job_id(),
+    check_queue_quota(session, owner=owner, settings=settings, adding=1)
+    job = new_job_row(
         owner=owner,
         name=request.name,
-        spec=spec.model_dump(mode="json"),
-        status=JobStatus.queued,
-        warnings=[warning.model_dump() for warning in warnings],
+        tags=request.tags,
+        spec=spec,
+        warnings=warnings,
         idempotency_key=idempotency_key,
         request_hash=body_hash,
-        cancel_requested=False,
-        epoch=0,
-        epochs=spec.training.epochs,
-        attempts=0,
-        tags=[JobTag(tag=tag) for tag in dict.fromkeys(request.tags)],
     )
     session.add(job)
     try:
@@ -160,23 +150,77 @@ def submit_job(
         if earlier is None:
             raise
         return to_detail(earlier), False
+    publish_job(celery_app, job, settings=settings)
+    return to_detail(job), True
+
+
+def check_queue_quota(session: Session, *, owner: str, settings: Settings, adding: int) -> None:
+    """TooManyRequests when `adding` more queued jobs would put the owner over their quota."""
+    waiting = session.scalar(
+        select(func.count()).select_from(Job).where(Job.owner == owner, Job.status == JobStatus.queued)
+    )
+    limit = settings.max_queued_jobs_per_owner
+    if (waiting or 0) + adding > limit:
+        more = f" and this request adds {adding}" if adding > 1 else ""
+        raise TooManyRequests(
+            f"you have {waiting} queued jobs{more}, the limit is {limit} "
+            "(TRAINCTL_MAX_QUEUED_JOBS_PER_OWNER); wait for some to start, or cancel some"
+        )
+
+
+def new_job_row(
+    *,
+    owner: str,
+    name: str | None,
+    tags: list[str],
+    spec: JobSpec,
+    warnings: list[SpecWarning],
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+    sweep_id: str | None = None,
+    sweep_params: dict[str, Any] | None = None,
+) -> Job:
+    """A queued job row for a checked spec (the one place job rows are made; the caller adds and commits)."""
+    return Job(
+        id=new_job_id(),
+        owner=owner,
+        name=name,
+        spec=spec.model_dump(mode="json"),
+        status=JobStatus.queued,
+        warnings=[warning.model_dump() for warning in warnings],
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        cancel_requested=False,
+        epoch=0,
+        epochs=spec.training.epochs,
+        attempts=0,
+        tags=[JobTag(tag=tag) for tag in dict.fromkeys(tags)],
+        sweep_id=sweep_id,
+        sweep_params=sweep_params,
+    )
+
+
+def publish_job(celery_app: Celery, job: Job, *, settings: Settings) -> None:
+    """Hand a committed job's id to the workers; a broker failure is logged, the sweep re-publishes."""
     # After the commit: a worker that receives the id must find the row. A lost message is re-published
     # by the sweep, so a broker failure here does not fail the request.
+    device = str(job.spec.get("training", {}).get("device", "auto"))
     try:
-        publish_run_job(celery_app, job.id, queue_for_device(spec.training.device, settings.default_queue))
+        publish_run_job(celery_app, job.id, queue_for_device(device, settings.default_queue))
     except Exception as error:  # kombu raises transport-specific types
         log.warning(
             "job %s stored but not published (%s); the sweep will publish it", job.id, type(error).__name__
         )
-    return to_detail(job), True
 
 
-def _encode_cursor(job: Job) -> str:
-    raw = json.dumps([job.created_at.isoformat(), job.id]).encode()
+def encode_cursor(created_at: datetime, row_id: str) -> str:
+    """An opaque keyset cursor: the (created_at, id) of the last row of a page."""
+    raw = json.dumps([created_at.isoformat(), row_id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """(created_at, id) from a cursor; 422 naming `cursor` for anything this service did not return."""
     try:
         created, job_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         return datetime.fromisoformat(created), str(job_id)
@@ -207,10 +251,10 @@ def list_jobs(
     if tag is not None:
         query = query.where(Job.id.in_(select(JobTag.job_id).where(JobTag.tag == tag)))
     if cursor is not None:
-        created, job_id = _decode_cursor(cursor)
+        created, job_id = decode_cursor(cursor)
         query = query.where(or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id)))
     rows = list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
-    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
     return JobPage(items=[to_summary(job) for job in rows[:limit]], next_cursor=next_cursor)
 
 

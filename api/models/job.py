@@ -56,6 +56,9 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sweep_id: Mapped[str | None] = mapped_column(ForeignKey("sweep.id", ondelete="SET NULL"), index=True)
+    # The values this job's sweep set: {dotted path: value, "training.seed": seed}.
+    sweep_params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     tags: Mapped[list[JobTag]] = relationship(
         back_populates="job", cascade="all, delete-orphan", lazy="selectin", order_by="JobTag.tag"

@@ -1,0 +1,98 @@
+"""/v1/sweeps: thin routes over api.sweeps.service."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, Response
+
+from api.deps import OwnerDep, SessionDep, SettingsDep
+from api.errors import problem_responses
+from api.jobs.service import MAX_PAGE_SIZE
+from api.sweeps import service
+from api.sweeps.schemas import SweepCreate, SweepDetail, SweepPage
+
+router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
+
+SweepId = Annotated[
+    str,
+    Path(
+        description="The sweep's id.",
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        examples=["sw_0a1b2c3d4e5f6789"],
+    ),
+]
+
+
+@router.post(
+    "",
+    status_code=202,
+    summary="Start a sweep",
+    description="Makes one job per grid point × seed from the base spec: each grid key is a dotted path into "
+    "the spec (`activation`, `normalization.layers`, `optimizer.learning_rate`...), each value list is tried "
+    "in every combination, and seed i sets `training.seed` to the base seed + i. Every generated spec is "
+    "validated before anything is stored: a bad value answers 422 naming `grid.<path>[i]`. More jobs than "
+    "TRAINCTL_MAX_SWEEP_JOBS (default 256) is a 422; the per-owner queued-jobs quota applies (429). All jobs "
+    "are stored in one transaction, then published. Compare them with `GET /v1/compare?sweep=ID`.",
+    response_model=SweepDetail,
+    responses=problem_responses(429),
+)
+def post_sweep(
+    body: SweepCreate,
+    request: Request,
+    response: Response,
+    owner: OwnerDep,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> SweepDetail:
+    """Start a sweep."""
+    sweep = service.create_sweep(
+        session, owner=owner, request=body, settings=settings, celery_app=request.app.state.celery
+    )
+    response.headers["Location"] = f"/v1/sweeps/{sweep.id}"
+    return sweep
+
+
+@router.get(
+    "",
+    summary="List sweeps",
+    description="Your sweeps, newest first, with job counts by status. Pass `next_cursor` back as `cursor` "
+    "for the next page.",
+    response_model=SweepPage,
+    responses=problem_responses(),
+)
+def get_sweeps(
+    owner: OwnerDep,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")] = 20,
+    cursor: Annotated[str | None, Query(max_length=500, description="From a previous page.")] = None,
+) -> SweepPage:
+    """List sweeps."""
+    return service.list_sweeps(session, owner=owner, limit=limit, cursor=cursor)
+
+
+@router.get(
+    "/{sweep_id}",
+    summary="Get a sweep",
+    description="The grid, seeds, base spec, job counts by status, and every job with its status, grid "
+    "values (`params`) and seed, in grid order.",
+    response_model=SweepDetail,
+    responses=problem_responses(404),
+)
+def get_sweep(sweep_id: SweepId, owner: OwnerDep, session: SessionDep) -> SweepDetail:
+    """Read one sweep."""
+    return service.get_sweep(session, owner=owner, sweep_id=sweep_id)
+
+
+@router.post(
+    "/{sweep_id}/cancel",
+    summary="Cancel a sweep",
+    description="Cancels every unfinished job of the sweep: queued jobs at once, running jobs are asked to "
+    "stop (they end `cancelled` within a step or two). Finished jobs keep their results.",
+    response_model=SweepDetail,
+    responses=problem_responses(404),
+)
+def post_cancel_sweep(sweep_id: SweepId, owner: OwnerDep, session: SessionDep) -> SweepDetail:
+    """Cancel a sweep."""
+    return service.cancel_sweep(session, owner=owner, sweep_id=sweep_id)

@@ -1,0 +1,92 @@
+"""Request and response shapes of the sweeps API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from api.jobs.schemas import MAX_TAGS, PRINTABLE, Tag
+from api.models import JobStatus
+from api.schema_types import UtcDateTime
+from training.spec import EXAMPLE_SPEC, JobSpec
+
+DOTTED_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+MAX_GRID_PATHS = 10
+MAX_GRID_VALUES = 100
+MAX_SEEDS = 100
+GridPath = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=DOTTED_PATH)]
+
+EXAMPLE_GRID = {"activation": ["sigmoid", "relu"], "normalization.layers": ["none", "batch"]}
+EXAMPLE_SWEEP: dict[str, Any] = {
+    "name": "activation-x-batchnorm",
+    "base": EXAMPLE_SPEC,
+    "grid": EXAMPLE_GRID,
+    "seeds": 3,
+    "tags": ["demo"],
+}
+
+
+class SweepCreate(BaseModel):
+    """A base spec, a grid of values by dotted path, and how many seeds to run each grid point with."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_SWEEP]})
+
+    name: str = Field(min_length=1, max_length=200, pattern=PRINTABLE, description="A label for people.")
+    base: JobSpec = Field(description="The spec every job starts from.")
+    grid: dict[GridPath, list[Any]] = Field(
+        default_factory=dict,
+        max_length=MAX_GRID_PATHS,
+        description="Dotted paths into the spec and the values to try, e.g. "
+        '{"activation": ["sigmoid", "relu"], "optimizer.learning_rate": [0.01, 0.1]}. '
+        "Every combination is run.",
+        examples=[EXAMPLE_GRID],
+    )
+    seeds: int = Field(
+        1,
+        ge=1,
+        le=MAX_SEEDS,
+        description="Runs per grid point, with training.seed = base seed + 0, 1, ... seeds - 1.",
+    )
+    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS, description="Tags of every job.")
+
+
+class SweepJob(BaseModel):
+    """One job of a sweep and the values it was made with."""
+
+    id: str = Field(examples=["job_3f9c1a2b4d5e6f70"])
+    status: JobStatus
+    params: dict[str, Any] = Field(
+        description="The grid values of this job by dotted path, with training.seed.",
+        examples=[{"activation": "relu", "normalization.layers": "batch", "training.seed": 1}],
+    )
+    seed: int = Field(description="Its training.seed.")
+
+
+class SweepSummary(BaseModel):
+    """A sweep as listed."""
+
+    id: str = Field(examples=["sw_0a1b2c3d4e5f6789"])
+    name: str
+    created_at: UtcDateTime
+    grid: dict[str, list[Any]]
+    seeds: int
+    size: int = Field(description="Jobs in the sweep: grid points × seeds.")
+    counts: dict[JobStatus, int] = Field(
+        description="Jobs by status (every status, zeros included).",
+        examples=[{"queued": 8, "running": 2, "succeeded": 2, "failed": 0, "cancelled": 0}],
+    )
+
+
+class SweepDetail(SweepSummary):
+    """A sweep with its jobs, in grid order (seeds innermost)."""
+
+    base: dict[str, Any] = Field(description="The base spec, normalized.")
+    jobs: list[SweepJob]
+
+
+class SweepPage(BaseModel):
+    """One page of sweeps, newest first."""
+
+    items: list[SweepSummary]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last page.")
