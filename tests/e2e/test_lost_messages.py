@@ -1,0 +1,85 @@
+"""Messages lost by Redis while jobs wait: the sweep re-publishes them and each job runs exactly once."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import func, select
+
+from api.broker import make_celery, publish_run_job
+from api.config import Settings
+from api.db import make_engine, make_session_factory, session_scope
+from api.jobs.sweep import SweepThread
+from api.migrate import upgrade_database
+from api.models import EpochMetric, Job, JobStatus
+from tests.conftest import TEST_BROKER_ENV, TEST_DATABASE_ENV
+from tests.e2e.harness import IRIS_SPEC, WorkerProcess, postgres_database, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    server_url = os.environ.get(TEST_DATABASE_ENV)
+    if not server_url or not os.environ.get(TEST_BROKER_ENV):
+        pytest.skip(f"needs {TEST_DATABASE_ENV} and {TEST_BROKER_ENV}")
+    with postgres_database(server_url) as url:
+        yield url
+
+
+def test_jobs_whose_messages_redis_lost_still_run_exactly_once(postgres_url: str, tmp_path: Path) -> None:
+    broker_url = os.environ[TEST_BROKER_ENV]
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path / "var",
+        database_url=postgres_url,
+        broker_url=broker_url,
+        artifacts_url=str(tmp_path / "artifacts"),
+        default_queue=f"cpu-{uuid.uuid4().hex[:8]}",
+        republish_after=1.0,
+        sweep_interval=0.5,
+    )
+    upgrade_database(postgres_url)
+    engine = make_engine(postgres_url)
+    sessions = make_session_factory(engine)
+    celery_app = make_celery(settings)
+    job_ids = [f"job_{uuid.uuid4().hex[:16]}" for _ in range(3)]
+    with session_scope(sessions) as session:
+        for job_id in job_ids:
+            session.add(Job(id=job_id, owner="alice", spec=IRIS_SPEC, epochs=5))
+    for job_id in job_ids:
+        publish_run_job(celery_app, job_id, settings.default_queue)
+    # Redis loses them (as a restart without persistence would): only this test's queue is dropped.
+    client = redis.Redis.from_url(broker_url)
+    assert client.llen(settings.default_queue) == 3
+    client.delete(settings.default_queue)
+
+    sweep = SweepThread(sessions=sessions, celery_app=celery_app, settings=settings)
+    worker = WorkerProcess(settings, tmp_path / "worker.log")
+    sweep.start()
+    try:
+        worker.wait_ready(settings)
+
+        def all_done() -> bool:
+            with sessions() as session:
+                statuses = session.scalars(select(Job.status).where(Job.id.in_(job_ids))).all()
+            return all(status == JobStatus.succeeded for status in statuses)
+
+        wait_for(all_done, 90, worker.output)
+    finally:
+        sweep.stop()
+        worker.stop()
+        celery_app.close()
+    with sessions() as session:
+        attempts = session.scalars(select(Job.attempts).where(Job.id.in_(job_ids))).all()
+        rows = session.scalar(
+            select(func.count()).select_from(EpochMetric).where(EpochMetric.job_id.in_(job_ids))
+        )
+    engine.dispose()
+    assert attempts == [1, 1, 1], "each job ran once, duplicates of re-published messages did nothing"
+    assert rows == 15
