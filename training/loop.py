@@ -26,7 +26,11 @@ from training.tabular import DatasetError
 EVAL_CHUNK = 8192
 
 
-class TrainingDiverged(RuntimeError):
+class JobFailure(RuntimeError):
+    """A failure the user can act on: the run ends `failed` with this message instead of a traceback."""
+
+
+class TrainingDiverged(JobFailure):
     """The loss became NaN or infinite."""
 
 
@@ -35,7 +39,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} was asked for but CUDA is not available on this machine")
+        raise JobFailure(f"device {name!r} was asked for but CUDA is not available on this machine: use auto")
     return torch.device(name)
 
 
@@ -113,6 +117,11 @@ class Trainer:
         self.optimizer = build_optimizer(spec.optimizer, self.params)
         self.scheduler = build_scheduler(spec.optimizer, self.optimizer, spec.training.epochs)
         self.loss_fn = _loss_function(spec, self.data.task)
+        if spec.normalization.layers == LayerNormalization.batch and spec.training.batch_size < 2:
+            raise JobFailure(
+                "batch normalization needs batches of at least 2 examples to compute its statistics: "
+                "set training.batch_size ≥ 16, or use normalization.layers: layer"
+            )
         self.batches = torch.Generator().manual_seed(spec.training.seed)
         self.diagnostics = LayerDiagnostics(self.model, spec)
         self.sequences = len(self.data.input_shape) == 2
@@ -185,6 +194,12 @@ class Trainer:
             )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if sampled:  # before clipping, so per-layer norms show an explosion as the global norm does
+                self.diagnostics.sample(internals or {}, out)
+                if self.sequences and xb.grad is not None:
+                    step_grads = xb.grad.detach().transpose(0, 1).flatten(1).norm(dim=1)  # per time step
+                    reach += torch.stack([step_grads[0], step_grads[-1]])
+                    reach_count += 1
             norm, acted = clip_gradients(self.spec.clipping, self.params)
             if norm is None and sampled:
                 norm = global_grad_norm(self.params)
@@ -194,12 +209,6 @@ class Trainer:
                 norm_count += 1
             if acted is not None:
                 clipped += acted
-            if sampled:
-                self.diagnostics.sample(internals or {}, out)
-                if self.sequences and xb.grad is not None:
-                    step_grads = xb.grad.detach().transpose(0, 1).flatten(1).norm(dim=1)  # per time step
-                    reach += torch.stack([step_grads[0], step_grads[-1]])
-                    reach_count += 1
             self.optimizer.step()
             loss_sum += data_loss.detach() * len(index)
             if classification:
@@ -370,8 +379,10 @@ class Trainer:
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "spec.json").write_text(self.spec.model_dump_json(indent=2))
-            if self.epoch == 0:  # a fresh start: metrics of an earlier run in this folder are not ours
+            if self.epoch == 0:  # a fresh start: files of an earlier run in this folder are not ours
                 (self.out_dir / "metrics.jsonl").unlink(missing_ok=True)
+                for stale in (self.out_dir / "checkpoints").glob("*.safetensors"):
+                    stale.unlink()
         if self.stopper.should_stop:
             stop_reason = "early stopping had already fired before the resume"
         while self.epoch < self.spec.training.epochs and not self.stopper.should_stop:
@@ -465,7 +476,7 @@ def fit(
         if resume:
             trainer.resume()
         result = trainer.run()
-    except (TrainingDiverged, DatasetError, torch.OutOfMemoryError) as failure:
+    except (JobFailure, DatasetError, torch.OutOfMemoryError) as failure:
         message = str(failure)
         if isinstance(failure, torch.OutOfMemoryError):
             message = f"out of memory: use a smaller network or batch_size ({failure})"
