@@ -60,7 +60,7 @@ def _spec_error(field: str, error: ValidationError, path: str | None = None) -> 
     found = describe_errors(error.errors())
     same = {"spec", path}
     messages = [item.message if item.field in same else f"{item.field}: {item.message}" for item in found]
-    if path is not None and all(message.startswith("unknown key") for message in messages):
+    if path is not None and all(item.message.startswith("unknown key") for item in found):
         field = f"grid.{path}"  # the path itself is wrong, whatever the value
     errors = [FieldError(field=field, message=message) for message in messages]
     return Unprocessable(f"{field}: {'; '.join(messages[:3])}", errors=errors)
