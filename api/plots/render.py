@@ -120,6 +120,8 @@ def comparison_png(
     elif _wants_log(every_value, metric):
         axes.set_yscale("log")
     band = " (line: mean over seeds, band: ± 1 sample std)" if repeated else ""
+    if comparison.best_group is not None and len(comparison.groups) > 1:
+        band += ", ★ best"
     axes.set_title(f"{metric} by epoch, {len(comparison.jobs)} jobs{band}", fontsize=12)
     axes.set_xlabel("epoch")
     axes.set_ylabel(metric + (" (log scale)" if axes.get_yscale() == "log" else ""))
@@ -141,6 +143,7 @@ def layer_png(
     title: str,
     ylabel: str,
     log: bool,
+    fraction: bool = False,
     width: int = DEFAULT_WIDTH,
     height: int = DEFAULT_HEIGHT,
 ) -> bytes:
@@ -173,11 +176,16 @@ def layer_png(
         )
     if log and plotted:
         axes.set_yscale("log")
+    if fraction and plotted:
+        from matplotlib.ticker import PercentFormatter
+
+        axes.set_ylim(0, min(1.0, max(max(plotted) * 1.15, 0.05)))
+        axes.yaxis.set_major_formatter(PercentFormatter(1.0))
     axes.set_title(title, fontsize=12)
     axes.set_xlabel("epoch")
     axes.set_ylabel(ylabel)
-    if plotted:
-        axes.legend(title="layer (input → output)", loc="best", fontsize=9, framealpha=0.85)
+    if plotted:  # outside the axes, so it never hides a line
+        axes.legend(title="layer (input → output)", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
     else:
         axes.text(
             0.5, 0.5, "no values recorded", ha="center", va="center", fontsize=13, transform=axes.transAxes

@@ -34,6 +34,20 @@ def layer_series(
     return epochs, series
 
 
+def _job_label(job_id: str, name: str | None) -> str:
+    return f"job {job_id} ({name})" if name else f"job {job_id}"
+
+
+def _first_to_last_ratio(series: dict[str, list[float | None]]) -> float | None:
+    """The first layer's gradient norm over the last layer's, at the last epoch both have one."""
+    if len(series) < 2:
+        return None
+    columns = list(series.values())
+    first, last = columns[0], columns[-1]
+    pairs = [(a, b) for a, b in zip(first, last, strict=True) if a is not None and b]
+    return pairs[-1][0] / pairs[-1][1] if pairs else None
+
+
 def gradients_png(session: Session, *, owner: str, job_id: str, width: int, height: int) -> bytes:
     """Gradient norm by layer over epochs on a log axis: a vanishing gradient shows as a fan of lines."""
     job = owned_job(session, owner=owner, job_id=job_id)
@@ -46,10 +60,14 @@ def gradients_png(session: Session, *, owner: str, job_id: str, width: int, heig
             width=width,
             height=height,
         )
+    title = f"Gradient norm by layer, {activation}: {_job_label(job_id, job.name)}"
+    ratio = _first_to_last_ratio(series)
+    if ratio is not None:
+        title += f"\nat the last epoch the first layer gets {ratio:.2g}× the output layer's gradient"
     return render.layer_png(
         epochs,
         series,
-        title=f"Gradient norm by layer ({activation}): job {job.name or job_id}",
+        title=title,
         ylabel="‖∂loss/∂W‖ (log scale)",
         log=True,
         width=width,
@@ -66,7 +84,7 @@ def saturation_png(session: Session, *, owner: str, job_id: str, width: int, hei
     choice: tuple[str, str, tuple[list[int], dict[str, list[float | None]]]] | None = None
     for title, label, (epochs, series) in (
         ("Saturated units by layer (|net input| > 3)", "fraction of units saturated", saturated),
-        ("Dead units by layer (output 0 on every example)", "fraction of units dead", dead),
+        ("Dead units by layer (net input ≤ 0 for a whole batch)", "fraction of units dead", dead),
     ):
         measured = {name: values for name, values in series.items() if any(v is not None for v in values)}
         if measured:
@@ -88,9 +106,10 @@ def saturation_png(session: Session, *, owner: str, job_id: str, width: int, hei
     return render.layer_png(
         epochs,
         series,
-        title=f"{title}, {activation}: job {job.name or job_id}",
+        title=f"{title}\n{activation}: {_job_label(job_id, job.name)}",
         ylabel=label,
         log=False,
+        fraction=True,
         width=width,
         height=height,
     )
