@@ -352,6 +352,8 @@ class Client:
                         drops = 0
                         if sse.id:
                             last_id = sse.id
+                        if sse.event == "message" and not sse.data:
+                            continue  # only a retry: hint or a keep-alive
                         try:
                             data: Any = json.loads(sse.data) if sse.data else None
                         except ValueError:

@@ -56,7 +56,11 @@ def err_console() -> Console:
 
 
 def out_console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    """Tables and results; piped output gets room for wide tables instead of 80 columns."""
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(highlight=False, soft_wrap=True, width=200)
+    return console
 
 
 def die(message: str, code: int) -> typer.Exit:
@@ -164,8 +168,9 @@ def exit_for(job: dict[str, Any]) -> None:
 class JobProgress:
     """Shows a job's progress: a rich bar on a terminal, one line per epoch elsewhere (logs, CI)."""
 
-    def __init__(self, client: Client, job_id: str, console: Console) -> None:
-        self.client, self.job_id, self.console = client, job_id, console
+    def __init__(self, client: Client, job: dict[str, Any], console: Console) -> None:
+        self.client, self.job_id, self.console = client, job["id"], console
+        self.epochs = int(job["progress"]["epochs"])
         self.epoch = 0
         self.record: dict[str, Any] | None = None
         self.status = ""
@@ -184,7 +189,7 @@ class JobProgress:
     def __enter__(self) -> JobProgress:
         if self.bar is not None:
             self.bar.start()
-            self.task = self.bar.add_task(self.job_id, total=None, losses="", eta="-")
+            self.task = self.bar.add_task(self.job_id, total=self.epochs, losses="", eta="-")
         return self
 
     def __exit__(self, *_exc: object) -> None:
@@ -245,7 +250,7 @@ def submit(
             errors.print(f"[yellow]warning[/] {warning['field']}: {warning['message']} ({warning['code']})")
         if not wait:
             return
-        with JobProgress(client, job["id"], errors) as progress:
+        with JobProgress(client, job, errors) as progress:
             job = client.wait(job["id"], timeout=timeout, on_progress=progress.update)
     print_summary(job, errors)
     exit_for(job)
@@ -282,6 +287,7 @@ def watch(job_id: JobArg, url: UrlOption = None, key: KeyOption = None) -> None:
         job = client.get(job_id)
         epochs = job["progress"]["epochs"]
         console.print(f"{job_id}: {job['status']}, {epochs} epochs")
+        shown = job["status"]
         try:
             for event, data in client.events(job_id):
                 if event == "epoch" and isinstance(data, dict):
@@ -293,13 +299,14 @@ def watch(job_id: JobArg, url: UrlOption = None, key: KeyOption = None) -> None:
                     console.print(
                         f"epoch {data.get('epoch')}/{epochs}  {losses_text(data)}  {extra}".rstrip()
                     )
-                elif event == "status" and isinstance(data, dict):
-                    console.print(f"status {data.get('status')}")
+                elif event == "status" and isinstance(data, dict) and data.get("status") != shown:
+                    shown = data.get("status")
+                    console.print(f"status {shown}")
         except TrainctlError as error:
             if error.status != 404:
                 raise
             # A server without the event stream: follow by polling instead.
-            with JobProgress(client, job_id, err_console()) as progress:
+            with JobProgress(client, job, err_console()) as progress:
                 client.wait(job_id, on_progress=progress.update)
         job = client.get(job_id)
     print_summary(job, console)
@@ -474,15 +481,17 @@ def compare_table(result: dict[str, Any], metric: str) -> tuple[RichTable, list[
         for column in columns:
             table.add_column(column)
         others = {n for g in groups for n in g.get("metrics", {}) if n != metric}
-        metric_names = [metric, *sorted(others, key=lambda n: (n.startswith("test"), n))]
+        metric_names = [metric, *sorted(others, key=lambda n: (not n.startswith("test"), n))]
         metric_names = [n for n in metric_names if any(n in g.get("metrics", {}) for g in groups)][:4]
         for name in metric_names:
             table.add_column(f"{name} (mean ± std)", justify="right")
-        for group in groups:
+        for index, group in enumerate(groups):
             first = by_id.get((group.get("job_ids") or [None])[0]) or {}
-            is_best = best_key is not None and group.get("key") == best_key
+            key = group.get("key") if isinstance(group.get("key"), dict) else first.get("differs") or {}
+            # best_group is the group's index (or its key)
+            is_best = best_key is not None and best_key in (index, group.get("key"))
             cells = ["★" if is_best else "", f"{group.get('n', len(group.get('job_ids', [])))}"]
-            cells += [fmt((first.get("differs") or {}).get(column)) for column in columns]
+            cells += [fmt(key.get(column)) for column in columns]
             for name in metric_names:
                 stats = group.get("metrics", {}).get(name)
                 if not stats or stats.get("mean") is None:

@@ -32,6 +32,10 @@ def test_docs_pages_load_nothing_from_another_host(client: TestClient, page: str
         assert served.status_code == 200, asset
         assert len(served.content) > 1000, asset
     assert "/openapi.json" in html
+    # The browser is told the same: nothing from another host, whatever the bundles would fetch.
+    policy = response.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "img-src 'self' data:" in policy
+    assert "http" not in policy and "*" not in policy
 
 
 def test_the_cdn_pages_of_fastapi_are_off(client: TestClient) -> None:
@@ -40,6 +44,9 @@ def test_the_cdn_pages_of_fastapi_are_off(client: TestClient) -> None:
     assert "swagger-ui-bundle.js" in html and "SwaggerUIBundle" in html
     assert "redoc.standalone.js" in client.get("/redoc").text
     assert "fonts.googleapis.com" not in client.get("/redoc").text
+    bundle = client.get("/docs-assets/redoc.standalone.js")
+    assert bundle.status_code == 200 and len(bundle.content) > 500_000
+    assert b"cdn.redoc.ly" not in bundle.content  # its logo would be fetched from there at run time
 
 
 def resolve(openapi: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,130 @@
+"""The docs dashboard in a real browser: Debian's headless chromium submits the example job from /docs.
+
+scripts/test installs chromium and chromium-driver (apt) when they are missing and it runs as root; no
+browser is ever downloaded. Without them the test skips, except under CI, where it must run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.harness import REPO_ROOT
+from tests.trainctl.conftest import LiveServer
+from trainctl.client import Client
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+SUBMIT = "#operations-jobs-post_job_v1_jobs_post"
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,1400",
+)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    """Headless chromium through chromedriver, with a fresh profile."""
+    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not path.exists()]
+    if missing:
+        reason = f"{', '.join(missing)} missing: scripts/test installs chromium and chromium-driver as root"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_submit_the_example_job_from_the_docs_page(live_server: LiveServer, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 30)
+    browser.get(f"{live_server.url}/docs")
+    assert "trainctl" in browser.title
+
+    # Authorize: the bearer key goes into the ApiKey scheme's dialog.
+    wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button.authorize"))).click()
+    field = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#auth-bearer-value")))
+    field.send_keys(live_server.key)
+    browser.find_element(By.CSS_SELECTOR, ".auth-btn-wrapper button.authorize").click()
+    wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button.btn-done"))).click()
+
+    # POST /v1/jobs: Try it out with the example body, then Execute.
+    operation = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, SUBMIT)))
+    operation.find_element(By.CSS_SELECTOR, ".opblock-summary").click()
+    wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, f"{SUBMIT} button.try-out__btn"))).click()
+    body = wait.until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, f"{SUBMIT} textarea.body-param__text"))
+    )
+    assert '"iris"' in body.get_attribute("value")
+    browser.find_element(By.CSS_SELECTOR, f"{SUBMIT} button.execute").click()
+
+    status = wait.until(
+        ec.presence_of_element_located(
+            (By.CSS_SELECTOR, f"{SUBMIT} .live-responses-table tbody .response-col_status")
+        )
+    )
+    wait.until(lambda _driver: status.text.strip())
+    response = browser.find_element(
+        By.CSS_SELECTOR, f"{SUBMIT} .live-responses-table tbody .response-col_description"
+    ).text
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.execute_script("arguments[0].scrollIntoView(); window.scrollBy(0, -160);", status)
+    screenshot = ARTIFACTS / "docs-submit.png"
+    browser.save_screenshot(str(screenshot))
+
+    assert status.text.strip() == "202", response[:2000]
+    assert '"status": "queued"' in response and '"name": "iris-adam"' in response
+    assert screenshot.read_bytes().startswith(b"\x89PNG")
+    job_id = response.split('"id": "', 1)[1].split('"', 1)[0]
+    with Client(live_server.url, live_server.key) as client:  # the job really runs, in seconds
+        assert client.wait(job_id, timeout=120)["status"] == "succeeded"
+    # Nothing but the server itself was asked for anything.
+    origins = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => new URL(e.name).origin)"
+    )
+    assert set(origins) <= {live_server.url}, origins
+
+
+def test_redoc_renders_offline(live_server: LiveServer, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{live_server.url}/redoc")
+    WebDriverWait(browser, 30).until(
+        ec.presence_of_element_located((By.XPATH, "//*[contains(text(), 'Submit a training job')]"))
+    )
+    origins = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => new URL(e.name).origin)"
+    )
+    assert set(origins) <= {live_server.url}, origins
