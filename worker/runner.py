@@ -220,7 +220,8 @@ def _train(context: WorkerContext, job_id: str) -> str:
             if job["cancel_requested"]:
                 return finish(JobStatus.cancelled, error="cancelled before it started")
             spec = _resolve_dataset(context, JobSpec.model_validate(job["spec"]), out_dir / "data")
-            resume = _fetch_last_checkpoint(context, job_id, out_dir) if job["attempts"] > 1 else False
+            # An earlier attempt (lost, or handed back at shutdown) left a `last` checkpoint: continue it.
+            resume = _fetch_last_checkpoint(context, job_id, out_dir)
 
             import training  # torch was imported and warmed when the worker process started
 
@@ -252,7 +253,6 @@ def _load_job(context: WorkerContext, job_id: str) -> dict[str, Any]:
         device = str((job.spec.get("training") or {}).get("device", "auto"))
         return {
             "spec": job.spec,
-            "attempts": job.attempts,
             "cancel_requested": job.cancel_requested,
             "device": device,
         }
