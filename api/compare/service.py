@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
 from api.compare.schemas import ComparedJob, CompareGroup, Comparison, MetricStats
@@ -169,13 +169,25 @@ def _selected_jobs(
     return [found[job_id] for job_id in wanted]
 
 
+def numeric_field(dialect: str, field: str) -> ColumnElement[Any]:
+    """SQL for one top-level number of a record (NULL when absent or not a number), per backend."""
+    if dialect == "postgresql":
+        # JSONB: no text to re-parse per row, and ->> cast to float skips JSON decoding in Python.
+        value = EpochMetric.record[field]
+        return case((func.jsonb_typeof(value) == "number", value.as_float()))
+    if dialect == "sqlite":
+        return func.json_extract(EpochMetric.record, f'$."{field}"')  # numbers come back as numbers
+    return EpochMetric.record[field]
+
+
 def read_curves(session: Session, *, job_ids: list[str], fields: list[str]) -> dict[str, dict[str, Curve]]:
     """{job: {field: [(epoch, value)]}} for finite numbers, in ONE query that extracts only these fields."""
     curves: dict[str, dict[str, Curve]] = {job_id: {field: [] for field in fields} for job_id in job_ids}
     if not job_ids or not fields:
         return curves
+    dialect = session.get_bind().dialect.name
     query = (
-        select(EpochMetric.job_id, EpochMetric.epoch, *(EpochMetric.record[field] for field in fields))
+        select(EpochMetric.job_id, EpochMetric.epoch, *(numeric_field(dialect, field) for field in fields))
         .where(EpochMetric.job_id.in_(job_ids))
         .order_by(EpochMetric.job_id, EpochMetric.epoch)
     )

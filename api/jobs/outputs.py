@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from api.artifacts import ArtifactStore
 from api.errors import Conflict, NotFound, Unprocessable
+from api.jobs.records import ordered_record
 from api.jobs.schemas import CheckpointInfo, MetricsPage, PredictResponse
 from api.jobs.service import owned_job
 from api.models import Checkpoint, EpochMetric
@@ -45,7 +46,8 @@ def job_metrics(
     if since_epoch is not None:
         query = query.where(EpochMetric.epoch > since_epoch)
     records = session.scalars(query.order_by(EpochMetric.epoch))
-    return MetricsPage(job_id=job_id, items=[_select_fields(record, fields) for record in records])
+    items = [_select_fields(ordered_record(record), fields) for record in records]
+    return MetricsPage(job_id=job_id, items=items)
 
 
 def flatten_record(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from api.db import Base, utcnow
@@ -83,7 +84,9 @@ class EpochMetric(Base):
 
     job_id: Mapped[str] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), primary_key=True)
     epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
-    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # JSONB on PostgreSQL: compare reads a few fields of 100,000 records in SQL without re-parsing text.
+    # JSONB does not keep key order; readers restore it with api.jobs.records.ordered_record.
+    record: Mapped[dict[str, Any]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

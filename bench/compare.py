@@ -1,0 +1,242 @@
+"""Compare benchmark: GET /v1/compare over 1,000 jobs × 100 epochs, on PostgreSQL and SQLite.
+
+Seeds one sweep of finished jobs (realistic records: losses, accuracy, gradient stats and per-layer
+diagnostics) straight into a fresh database, then times the endpoint through the app (TestClient, JSON
+serialization included) and prints a table of medians:
+  .venv/bin/python bench/compare.py                     # PostgreSQL (TRAINCTL_BENCH_DATABASE_URL) + SQLite
+  .venv/bin/python bench/compare.py --jobs 200 --epochs 50 --repeat 5
+PostgreSQL: TRAINCTL_BENCH_DATABASE_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/test) names
+the server; the benchmark creates its own database there and drops it afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, insert, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from api.config import Settings  # noqa: E402
+from api.migrate import upgrade_database  # noqa: E402
+from api.models import EpochMetric, Job, Sweep  # noqa: E402
+from training.spec import EXAMPLE_SPEC  # noqa: E402
+
+DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+LAYERS = ("hidden1", "hidden2", "hidden3", "output")
+ACTIVATIONS = ["sigmoid", "tanh", "relu", "leaky_relu", "elu"]
+LAYER_NORMS = ["none", "batch", "layer", "none"]  # × 5 activations × 4 = 20 groups; the rest are seeds
+
+
+@contextmanager
+def postgres_database(server_url: str) -> Iterator[str]:
+    """A fresh database on the server, dropped afterwards."""
+    server = make_url(server_url)
+    name = f"trainctl_bench_{uuid.uuid4().hex[:8]}"
+    engine = create_engine(server, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with engine.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+
+
+def epoch_record(rng: random.Random, epoch: int, scale: float) -> dict[str, Any]:
+    """A record shaped like the training loop's, about 1.2 kB of JSON."""
+    loss = scale / (1 + 0.1 * epoch) + rng.random() * 0.02
+    return {
+        "epoch": epoch,
+        "train_loss": loss * 0.9,
+        "train_accuracy": 1 - loss / 3,
+        "val_loss": loss,
+        "val_accuracy": 1 - loss / 2.5,
+        "learning_rate": 0.01,
+        "grad_norm": rng.random(),
+        "grad_norm_max": rng.random() * 2,
+        "clipped_fraction": None,
+        "seconds": 0.05 + rng.random() * 0.01,
+        "samples_per_second": 2400.0 + rng.random() * 100,
+        "layers": [
+            {
+                "name": name,
+                "grad_norm": rng.random() * 10.0 ** (depth - 3),
+                "weight_norm": 1.0 + depth + rng.random(),
+                "update_ratio": rng.random() * 0.01,
+                "activation_mean": rng.random(),
+                "activation_std": rng.random(),
+                "saturated_fraction": rng.random() * 0.1,
+                "dead_fraction": None,
+            }
+            for depth, name in enumerate(LAYERS)
+        ],
+    }
+
+
+def seed(database_url: str, *, jobs: int, epochs: int) -> tuple[str, float]:
+    """One sweep of `jobs` finished jobs of `epochs` records each; returns (sweep id, seconds taken)."""
+    from api.db import make_engine
+
+    started = time.perf_counter()
+    rng = random.Random(0)
+    engine = make_engine(database_url)
+    sweep_id, now = "sw_bench", datetime.now(UTC)
+    grid = {"activation": ACTIVATIONS, "normalization.layers": LAYER_NORMS}
+    points = len(ACTIVATIONS) * len(LAYER_NORMS)
+    seeds = -(-jobs // points)
+    with engine.begin() as connection:
+        base = copy.deepcopy(EXAMPLE_SPEC)
+        connection.execute(
+            insert(Sweep),
+            [{"id": sweep_id, "owner": "bench", "name": "bench", "base": base, "grid": grid, "seeds": seeds}],
+        )
+        job_rows, metric_rows = [], []
+        for index in range(jobs):
+            activation = ACTIVATIONS[index // seeds % len(ACTIVATIONS)]
+            layers = LAYER_NORMS[index // (seeds * len(ACTIVATIONS)) % len(LAYER_NORMS)]
+            spec = copy.deepcopy(base)
+            spec["activation"], spec["normalization"]["layers"] = activation, layers
+            spec["training"]["seed"] = index % seeds
+            job_id = f"job_{index:016x}"
+            scale = 1.0 + ACTIVATIONS.index(activation) * 0.1
+            records = [epoch_record(rng, epoch, scale) for epoch in range(1, epochs + 1)]
+            best = min(records, key=lambda record: record["val_loss"])
+            summary = [{k: v for k, v in r.items() if k != "layers"} for r in (best, records[-1])]
+            job_rows.append(
+                {
+                    "id": job_id,
+                    "owner": "bench",
+                    "name": "bench",
+                    "spec": spec,
+                    "status": "succeeded",
+                    "warnings": [],
+                    "cancel_requested": False,
+                    "epoch": epochs,
+                    "epochs": epochs,
+                    "attempts": 1,
+                    "created_at": now + timedelta(microseconds=index),
+                    "queued_at": now,
+                    "result": {
+                        "status": "succeeded",
+                        "epochs_run": epochs,
+                        "stopped_early": False,
+                        "best_epoch": best["epoch"],
+                        "best": summary[0],
+                        "final": summary[1],
+                        "test": {"test_loss": best["val_loss"] * 1.05, "test_accuracy": best["val_accuracy"]},
+                        "seconds": epochs * 0.05,
+                    },
+                    "sweep_id": sweep_id,
+                    "sweep_params": {"activation": activation, "normalization.layers": layers},
+                }
+            )
+            metric_rows += [
+                {"job_id": job_id, "epoch": record["epoch"], "record": record, "created_at": now}
+                for record in records
+            ]
+        connection.execute(insert(Job), job_rows)
+        for start in range(0, len(metric_rows), 10_000):
+            connection.execute(insert(EpochMetric), metric_rows[start : start + 10_000])
+    with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("ANALYZE"))
+            connection.commit()
+    engine.dispose()
+    return sweep_id, time.perf_counter() - started
+
+
+def median_ms(call: Callable[[], Any], repeat: int) -> float:
+    call()  # warm: connections, caches
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+def run(name: str, database_url: str, args: argparse.Namespace, workdir: Path) -> list[str]:
+    from fastapi.testclient import TestClient
+
+    from api.auth.service import create_key
+    from api.main import create_app
+
+    upgrade_database(database_url)
+    sweep_id, seeded = seed(database_url, jobs=args.jobs, epochs=args.epochs)
+    settings = Settings(_env_file=None, data_dir=workdir / "var", database_url=database_url)  # type: ignore[call-arg]
+    app = create_app(settings)
+    with TestClient(app) as client:
+        with app.state.session_factory() as session:
+            _key, secret = create_key(session, owner="bench")
+        headers = {"Authorization": f"Bearer {secret}"}
+        ids = ",".join(f"job_{index:016x}" for index in range(args.jobs))
+
+        def get(url: str) -> Any:
+            response = client.get(url, headers=headers)
+            assert response.status_code == 200, response.text[:500]
+            return response
+
+        body = get(f"/v1/compare?sweep={sweep_id}").json()
+        assert len(body["jobs"]) == args.jobs and len(body["curves"]) == args.jobs
+        cases = [
+            ("sweep=, default fields, points=200", f"/v1/compare?sweep={sweep_id}"),
+            ("jobs=<1000 ids>, target=val_loss<0.6", f"/v1/compare?jobs={ids}&target=val_loss<0.6"),
+            (
+                "sweep=, 4 fields",
+                f"/v1/compare?sweep={sweep_id}&fields=train_loss,val_loss,val_accuracy,grad_norm",
+            ),
+            ("sweep=, format=csv", f"/v1/compare?sweep={sweep_id}&format=csv"),
+            ("plot.png, 1000 curves", f"/v1/compare/plot.png?sweep={sweep_id}"),
+        ]
+        rows = [
+            f"| {name} | {label} | {median_ms(lambda url=url: get(url), args.repeat):.0f} ms |"
+            for label, url in cases
+        ]
+        size = len(get(f"/v1/compare?sweep={sweep_id}").content)
+    rows.append(
+        f"| {name} | (seeded {args.jobs * args.epochs:,} records in {seeded:.1f} s; "
+        f"JSON answer {size / 1e6:.1f} MB) | |"
+    )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=7, help="timed calls per case (the median is shown)")
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    args = parser.parse_args()
+    rows = ["| backend | request | median |", "|---|---|---|"]
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        if not args.no_postgres:
+            server = os.environ.get("TRAINCTL_BENCH_DATABASE_URL", DEFAULT_POSTGRES)
+            with postgres_database(server) as database_url:
+                rows += run("PostgreSQL", database_url, args, workdir / "pg")
+        rows += run("SQLite", f"sqlite:///{workdir / 'bench.db'}", args, workdir / "sqlite")
+    print(f"\nGET /v1/compare over {args.jobs} jobs × {args.epochs} epochs, {os.cpu_count()} CPU cores\n")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
