@@ -397,6 +397,11 @@ class Client:
         result: dict[str, Any] = self._json("GET", f"/v1/sweeps/{sweep_id}")
         return result
 
+    def sweeps(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Your newest sweeps (one page)."""
+        page: dict[str, Any] = self._json("GET", "/v1/sweeps", params={"limit": limit})
+        return list(page["items"])
+
     def cancel_sweep(self, sweep_id: str) -> dict[str, Any]:
         """Cancel every unfinished job of a sweep."""
         result: dict[str, Any] = self._json("POST", f"/v1/sweeps/{sweep_id}/cancel")

@@ -393,7 +393,7 @@ def sweep(
         list[str] | None,
         typer.Option("--grid", help="PATH=V1,V2: a dotted spec path and its values (JSON or text); repeat."),
     ] = None,
-    seeds: Annotated[int, typer.Option(min=1, help="Runs per grid point, with seeds 0..N-1.")] = 1,
+    seeds: Annotated[int, typer.Option(min=1, help="Runs per grid point (seed, seed+1, ...).")] = 1,
     name: Annotated[str | None, typer.Option(help="The sweep's name (default: the spec file's).")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="A tag for every job (repeat).")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for every job (exit 1 if any failed).")] = False,

@@ -145,7 +145,8 @@ def test_url_and_key_from_the_environment_or_the_key_file(
     with Client() as client:
         assert client.url == live_server.url and client.api_key == live_server.key
         assert client.health()["status"] in {"ok", "degraded"}
-        assert client.jobs(limit=1)
+        assert isinstance(client.jobs(limit=1), list)
+        assert isinstance(client.sweeps(limit=1), list)
     monkeypatch.setenv("TRAINCTL_API_KEY", "from-env")
     assert resolve_key() == "from-env" and resolve_key("given") == "given"
 
