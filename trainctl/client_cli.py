@@ -460,6 +460,15 @@ def _value(metrics: dict[str, Any] | None, name: str) -> Any:
     return (metrics or {}).get(name)
 
 
+def epochs_to_target(group: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> str:
+    """Mean epochs to reach the target over the group's jobs that reached it, and how many did."""
+    ids = group.get("job_ids") or []
+    reached = [by_id[i]["epochs_to_target"] for i in ids if (by_id.get(i) or {}).get("epochs_to_target")]
+    if not reached:
+        return f"never (0/{len(ids)})"
+    return f"{fmt(sum(reached) / len(reached), 3)} ({len(reached)}/{len(ids)} reached)"
+
+
 def compare_table(result: dict[str, Any], metric: str) -> tuple[RichTable, list[str]]:
     """The comparison as a rich table (one row per seed group when any group has n > 1) and notes."""
     jobs = result.get("jobs", [])
@@ -485,6 +494,9 @@ def compare_table(result: dict[str, Any], metric: str) -> tuple[RichTable, list[
         metric_names = [n for n in metric_names if any(n in g.get("metrics", {}) for g in groups)][:4]
         for name in metric_names:
             table.add_column(f"{name} (mean ± std)", justify="right")
+        target = result.get("target")
+        if target:
+            table.add_column(f"epochs to {target}", justify="right")
         for index, group in enumerate(groups):
             first = by_id.get((group.get("job_ids") or [None])[0]) or {}
             key = group.get("key") if isinstance(group.get("key"), dict) else first.get("differs") or {}
@@ -498,6 +510,8 @@ def compare_table(result: dict[str, Any], metric: str) -> tuple[RichTable, list[
                     cells.append("-")
                 else:
                     cells.append(f"{fmt(stats['mean'])} ± {fmt(stats.get('std') or 0.0, 2)}")
+            if target:
+                cells.append(epochs_to_target(group, by_id))
             table.add_row(*cells, style="bold green" if is_best else None)
         if result.get("best_within_noise"):
             notes.append(

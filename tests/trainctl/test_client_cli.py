@@ -259,6 +259,8 @@ def test_sweep_wait_compare_and_plot(live_server: LiveServer, tmp_path: Path) ->
     assert len(rows) == 4 and all("±" in row and "│ 2 " in row for row in rows)
     assert sum("★" in row for row in rows) == 1
     assert out.startswith("common: ") and "dataset.name=iris" in out
+    targeted = trainctl(live_server, "compare", "--sweep", sweep_id, "--target", "val_loss<5").stdout
+    assert "epochs to val_loss<5" in targeted and targeted.count("1 (2/2 reached)") == 4
 
     with client_for(live_server) as client:
         jobs = [job["id"] for job in client.get_sweep(sweep_id)["jobs"]]
