@@ -133,11 +133,15 @@ def finish_job(
 
 
 def hand_back(session: Session, *, job_id: str, worker: str) -> bool:
-    """Return a running job to the queue (the worker is shutting down); it resumes from `last`."""
+    """Return a running job to the queue (the worker is shutting down); it resumes from `last`.
+
+    The claim is taken back too: a graceful hand-back is not a lost attempt, so restarts of workers
+    never bring a job closer to failing as lost (max_attempts counts claims that ended in a loss).
+    """
     handed = session.execute(
         update(Job)
         .where(_owned(job_id, worker))
-        .values(status=JobStatus.queued, worker=None, queued_at=utcnow())
+        .values(status=JobStatus.queued, worker=None, queued_at=utcnow(), attempts=Job.attempts - 1)
         .execution_options(synchronize_session=False)
     )
     return bool(handed.rowcount)  # type: ignore[attr-defined]

@@ -51,7 +51,7 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     worker: Mapped[str | None] = mapped_column(String(255))
     device: Mapped[str | None] = mapped_column(String(32))
-    attempts: Mapped[int] = mapped_column(Integer, default=0)  # times a worker claimed it
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # claims, less hand-backs at shutdown
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)  # last publish
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

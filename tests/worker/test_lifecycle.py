@@ -122,6 +122,25 @@ def test_requeue_stale_then_fail_after_max_attempts(sessions: sessionmaker[Sessi
     assert job.status == JobStatus.failed and job.error is not None and "lost 2 times" in job.error
 
 
+def test_hand_backs_do_not_count_toward_max_attempts(sessions: sessionmaker[Session]) -> None:
+    job_id = add_job(sessions)
+    for _ in range(3):  # three graceful worker restarts (SIGTERM) while the job ran
+        assert claim(sessions, job_id)
+        with session_scope(sessions) as session:
+            assert lifecycle.hand_back(session, job_id=job_id, worker="w1")
+    assert load(sessions, job_id).attempts == 0
+    claim(sessions, job_id)  # then one worker is lost: re-queued, not failed
+    with session_scope(sessions) as session:
+        outcome = lifecycle.requeue_stale(session, timeout=5, max_attempts=2, now=utcnow() + timedelta(60))
+    assert outcome.republish == [(job_id, "auto")] and outcome.failed == []
+    claim(sessions, job_id)  # lost a second time: max_attempts=2 losses fail it, saying why
+    with session_scope(sessions) as session:
+        outcome = lifecycle.requeue_stale(session, timeout=5, max_attempts=2, now=utcnow() + timedelta(60))
+    assert outcome.failed == [job_id]
+    job = load(sessions, job_id)
+    assert job.status == JobStatus.failed and job.error is not None and job.error.startswith("lost 2 times")
+
+
 def test_republish_lost_stamps_queued_jobs(sessions: sessionmaker[Session]) -> None:
     old_id = add_job(sessions, queued_at=utcnow() - timedelta(seconds=300))
     new_id = add_job(sessions)
