@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import re
 import tempfile
 import threading
 import time
@@ -273,7 +274,13 @@ def _resolve_dataset(context: WorkerContext, spec: JobSpec, folder: Path) -> Job
         return {"uri": row.uri, "format": row.format, "target": row.target, "task": row.task}
 
     row = context.write(read)
-    local = context.store.get_file(row["uri"], folder / f"{dataset.id}.{row['format']}")
+    try:
+        local = context.store.get_file(row["uri"], folder / f"{dataset.id}.{row['format']}")
+    except FileNotFoundError:
+        raise ValueError(
+            f"the file of uploaded dataset {dataset.id!r} is missing from the artifact store "
+            "(deleted or lost there): upload the dataset again and submit with its new id"
+        ) from None
     file_spec = FileDatasetSpec(
         path=str(local),
         target=row["target"],
@@ -309,13 +316,22 @@ def _hand_back(context: WorkerContext, job_id: str, device: str) -> str:
     return "handed back"
 
 
+_CPU_OUT_OF_MEMORY = "can't allocate memory"
+
+
 def describe_error(error: BaseException) -> str:
     """A reason a person can act on: the message, prefixed by the kind of error when it adds something."""
     message = str(error).strip() or "no details"
     if isinstance(error, ValueError | JobLost):
         return message
-    if isinstance(error, MemoryError):
-        return "out of memory: make the network or the batch smaller"
+    if isinstance(error, MemoryError) or _CPU_OUT_OF_MEMORY in message:
+        # torch's CPU allocator raises a plain RuntimeError; say what was asked for, not where it failed.
+        asked = re.search(r"tried to allocate (\d+) bytes", message)
+        tried = f" (one tensor needed {int(asked[1]) / 2**20:,.0f} MiB)" if asked else ""
+        return (
+            f"out of memory{tried}: make the network, batch_size or dataset smaller, "
+            "or run it on a worker with more memory"
+        )
     name = type(error).__name__
     if "OutOfMemory" in name:
         return f"out of GPU memory ({message.splitlines()[0]}): make the network or the batch smaller"

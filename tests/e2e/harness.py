@@ -81,12 +81,18 @@ class WorkerProcess:
     """`trainctl worker` as a child process, its output in a log file."""
 
     def __init__(
-        self, settings: Settings, log_path: Path, *extra_args: str, env: dict[str, str] | None = None
+        self,
+        settings: Settings,
+        log_path: Path,
+        *extra_args: str,
+        env: dict[str, str] | None = None,
+        command: list[str] | None = None,
     ) -> None:
         self.log_path = log_path
         self.log = log_path.open("wb")
-        command = [sys.executable, "-m", "trainctl", "worker", "--queues", settings.default_queue]
-        command += ["--concurrency", "1", "--threads", "1", *extra_args]
+        if command is None:
+            command = [sys.executable, "-m", "trainctl", "worker", "--queues", settings.default_queue]
+            command += ["--concurrency", "1", "--threads", "1", *extra_args]
         self.process = subprocess.Popen(
             command,
             cwd=REPO_ROOT,
