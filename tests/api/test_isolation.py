@@ -102,3 +102,49 @@ def test_other_owner_gets_404_everywhere(
     with app.state.session_factory() as session:
         statuses = {job_id: status for job_id, status in session.execute(select(Job.id, Job.status))}
     assert statuses[queued] == "queued" and statuses[finished] == "succeeded"  # nothing was changed
+
+
+def test_other_owner_gets_404_on_sweeps_compare_events_and_plots(
+    client: TestClient,
+    auth_headers: dict[str, str],
+    other_headers: dict[str, str],
+    submit: Callable[..., dict[str, Any]],
+    finish_job: Callable[..., None],
+) -> None:
+    from tests.api.test_sweeps import post_sweep
+
+    finished = submit()["id"]
+    finish_job(finished)
+    sweep = post_sweep(client, auth_headers, seeds=1)
+    assert sweep.status_code == 202, sweep.text
+    sweep_id = sweep.json()["id"]
+    bobs = submit(headers=other_headers)["id"]
+
+    foreign = [
+        ("GET", f"/v1/sweeps/{sweep_id}"),
+        ("POST", f"/v1/sweeps/{sweep_id}/cancel"),
+        ("GET", f"/v1/compare?jobs={finished}"),
+        ("GET", f"/v1/compare?jobs={bobs},{finished}"),  # one foreign job in the list is enough
+        ("GET", f"/v1/compare?jobs={finished}&format=csv"),
+        ("GET", f"/v1/compare?sweep={sweep_id}"),
+        ("GET", f"/v1/compare/plot.png?jobs={finished}"),
+        ("GET", f"/v1/compare/plot.png?sweep={sweep_id}"),
+        ("GET", f"/v1/jobs/{finished}/events"),
+        ("GET", f"/v1/jobs/{finished}/plots/gradients.png"),
+        ("GET", f"/v1/jobs/{finished}/plots/saturation.png"),
+    ]
+    for method, url in foreign:
+        response = client.request(method, url, headers=other_headers)
+        assert response.status_code == 404, (url, response.text)
+        assert response.headers["content-type"].startswith(PROBLEM), url
+        # Exactly what a job or sweep that never existed gets: nothing tells "foreign" from "missing".
+        missing = client.request(
+            method,
+            url.replace(finished, "job_0000000000000000").replace(sweep_id, "sw_0000000000000000"),
+            headers=other_headers,
+        )
+        assert missing.status_code == 404 and missing.json()["title"] == response.json()["title"], url
+        if method == "GET" and "sweep=" not in url and bobs not in url:
+            assert client.get(url, headers=auth_headers).status_code in {200, 409}, url  # the owner sees it
+    assert client.get(f"/v1/sweeps/{sweep_id}", headers=auth_headers).json()["counts"]["queued"] == 4
+    assert client.get("/v1/sweeps", headers=other_headers).json()["items"] == []
