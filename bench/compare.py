@@ -40,7 +40,7 @@ from training.spec import EXAMPLE_SPEC  # noqa: E402
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 LAYERS = ("hidden1", "hidden2", "hidden3", "output")
 ACTIVATIONS = ["sigmoid", "tanh", "relu", "leaky_relu", "elu"]
-LAYER_NORMS = ["none", "batch", "layer", "none"]  # × 5 activations × 4 = 20 groups; the rest are seeds
+DROPOUTS = [0.0, 0.1, 0.2, 0.3]  # × 5 activations = 20 groups; the rest are seeds
 
 
 @contextmanager
@@ -98,8 +98,8 @@ def seed(database_url: str, *, jobs: int, epochs: int) -> tuple[str, float]:
     rng = random.Random(0)
     engine = make_engine(database_url)
     sweep_id, now = "sw_bench", datetime.now(UTC)
-    grid = {"activation": ACTIVATIONS, "normalization.layers": LAYER_NORMS}
-    points = len(ACTIVATIONS) * len(LAYER_NORMS)
+    grid = {"activation": ACTIVATIONS, "generalization.dropout": DROPOUTS}
+    points = len(ACTIVATIONS) * len(DROPOUTS)
     seeds = -(-jobs // points)
     with engine.begin() as connection:
         base = copy.deepcopy(EXAMPLE_SPEC)
@@ -110,12 +110,12 @@ def seed(database_url: str, *, jobs: int, epochs: int) -> tuple[str, float]:
         job_rows, metric_rows = [], []
         for index in range(jobs):
             activation = ACTIVATIONS[index // seeds % len(ACTIVATIONS)]
-            layers = LAYER_NORMS[index // (seeds * len(ACTIVATIONS)) % len(LAYER_NORMS)]
+            dropout = DROPOUTS[index // (seeds * len(ACTIVATIONS)) % len(DROPOUTS)]
             spec = copy.deepcopy(base)
-            spec["activation"], spec["normalization"]["layers"] = activation, layers
+            spec["activation"], spec["generalization"]["dropout"] = activation, dropout
             spec["training"]["seed"] = index % seeds
             job_id = f"job_{index:016x}"
-            scale = 1.0 + ACTIVATIONS.index(activation) * 0.1
+            scale = 1.0 + ACTIVATIONS.index(activation) * 0.1 + dropout * 0.2
             records = [epoch_record(rng, epoch, scale) for epoch in range(1, epochs + 1)]
             best = min(records, key=lambda record: record["val_loss"])
             summary = [{k: v for k, v in r.items() if k != "layers"} for r in (best, records[-1])]
@@ -144,7 +144,11 @@ def seed(database_url: str, *, jobs: int, epochs: int) -> tuple[str, float]:
                         "seconds": epochs * 0.05,
                     },
                     "sweep_id": sweep_id,
-                    "sweep_params": {"activation": activation, "normalization.layers": layers},
+                    "sweep_params": {
+                        "activation": activation,
+                        "generalization.dropout": dropout,
+                        "training.seed": index % seeds,
+                    },
                 }
             )
             metric_rows += [

@@ -70,6 +70,7 @@ def comparison_png(
     palette = matplotlib.colormaps["tab10" if len(comparison.groups) <= 10 else "viridis"]
     every_value: list[float] = []
     repeated = any(group.n >= 2 for group in comparison.groups)
+    faint = len(comparison.jobs) <= 60  # beyond that, single runs only blur the bands
     for index, group in enumerate(comparison.groups):
         color = palette(
             index % 10 if len(comparison.groups) <= 10 else index / max(len(comparison.groups) - 1, 1)
@@ -83,7 +84,7 @@ def comparison_png(
         if repeated:
             by_epoch: dict[int, list[float]] = {}
             for curve in curves:
-                if curve:  # each seed faintly, under its group's mean
+                if curve and faint:  # each seed faintly, under its group's mean
                     axes.plot(*zip(*curve, strict=True), color=color, alpha=0.2, linewidth=0.8)
                 for epoch, value in curve:
                     by_epoch.setdefault(epoch, []).append(value)
