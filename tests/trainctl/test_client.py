@@ -162,3 +162,41 @@ def test_events_deliver_every_epoch_in_order_then_end(client: Client) -> None:
         data["epoch"] for event, data in client.events(job["id"], last_event_id="6") if event == "epoch"
     ]
     assert resumed == [7, 8]
+
+
+def test_sweep_wait_compare_plot_from_python(client: Client, tmp_path: Path) -> None:
+    base = {**IRIS_SPEC, "training": {**IRIS_SPEC["training"], "epochs": 3}}
+    sweep = client.sweep(base, {"activation": ["tanh", "relu"]}, seeds=2, name="py-sweep", tags=["py"])
+    assert len(sweep["jobs"]) == 4
+    changes: list[dict[str, int]] = []
+    done = client.wait_sweep(
+        sweep["id"], timeout=120, on_progress=lambda s: changes.append(s["counts"]), poll=0.2
+    )
+    assert all(job["status"] == "succeeded" for job in done["jobs"]) and changes
+    assert any(item["id"] == sweep["id"] for item in client.sweeps())
+
+    result = client.compare(sweep=sweep["id"], metric="val_loss", mode="min", target="val_loss<5")
+    assert [group["n"] for group in result["groups"]] == [2, 2]
+    assert {job["differs"]["activation"] for job in result["jobs"]} == {"tanh", "relu"}
+    assert all(job["epochs_to_target"] == 1 for job in result["jobs"])
+    ids = [job["id"] for job in done["jobs"]]
+    pair = client.compare(jobs=ids[:2], fields=["val_loss"], points=2)
+    assert set(pair["curves"]) == set(ids[:2])
+    rows = list(csv.DictReader(io.StringIO(client.compare_csv(sweep=sweep["id"]))))
+    assert len(rows) == 4
+    png = client.plot(sweep=sweep["id"], metric="val_loss", path=tmp_path / "curves.png")
+    assert png.read_bytes().startswith(b"\x89PNG")
+    gradients = client.job_plot(ids[0], "gradients", tmp_path / "gradients.png")
+    assert gradients.read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(ValueError):
+        client.compare()
+
+
+def test_cancel_a_sweep_and_wait_sweep_times_out(client: Client) -> None:
+    sweep = client.sweep(SLOW_SPEC, {"training.batch_size": [8, 9]}, name="py-slow")
+    with pytest.raises(WaitTimeout) as timed_out:
+        client.wait_sweep(sweep["id"], timeout=0.2)
+    assert sweep["id"] in str(timed_out.value)
+    client.cancel_sweep(sweep["id"])
+    done = client.wait_sweep(sweep["id"], timeout=60, poll=0.2)
+    assert {job["status"] for job in done["jobs"]} == {"cancelled"}

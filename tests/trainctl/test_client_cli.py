@@ -92,6 +92,24 @@ def test_submit_wait_draws_a_progress_bar_on_a_terminal(live_server: LiveServer,
     assert "succeeded: 40 epochs" in screen
 
 
+def test_sweep_wait_draws_a_bar_of_finished_jobs_on_a_terminal(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    spec = write_spec(tmp_path, {**IRIS_SPEC, "training": {**IRIS_SPEC["training"], "epochs": 3}})
+    done = subprocess.run(
+        [sys.executable, "-m", "trainctl", "sweep", spec, "--grid", "activation=tanh,relu", "--wait"],
+        env={**live_server.env(), "TTY_COMPATIBLE": "1", "COLUMNS": "150"},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    screen = ANSI.sub("", done.stderr)
+    assert "━" in screen and "2/2 jobs" in screen and "2 succeeded" in screen
+    assert re.fullmatch(r"sw_[0-9a-f]+", done.stdout.strip())
+
+
 def test_submit_wait_exits_1_when_the_job_fails(live_server: LiveServer, tmp_path: Path) -> None:
     outcome = trainctl(live_server, "submit", write_spec(tmp_path, DIVERGING_SPEC), "--wait")
     assert outcome.exit_code == 1, outcome.output
