@@ -51,7 +51,8 @@ class CompareGroup(BaseModel):
     job_ids: list[str]
     n: int = Field(description="Jobs in the group.")
     metrics: dict[str, MetricStats] = Field(
-        description="The chosen metric at each job's best epoch, each test metric, and seconds.",
+        description="The chosen metric at each job's best epoch, each test metric, seconds, and with a "
+        "target, epochs_to_target (over the jobs that reached it: its n says how many did).",
         examples=[
             {
                 "val_loss": {"mean": 0.31, "std": 0.02, "n": 3},

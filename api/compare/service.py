@@ -266,7 +266,7 @@ def compare_jobs(
                 seconds=result.get("seconds"),
             )
         )
-    groups = group_jobs(compared, metric=metric)
+    groups = group_jobs(compared, metric=metric, with_target=goal is not None)
     best_group, within_noise = pick_best(groups, metric=metric, mode=mode)
     curves = {
         job_id: {field: downsample(per_job[field], points) for field in fields}
@@ -285,8 +285,11 @@ def compare_jobs(
     )
 
 
-def group_jobs(jobs: list[ComparedJob], *, metric: str) -> list[CompareGroup]:
-    """Jobs grouped by their differing fields without the seed, in order of first appearance."""
+def group_jobs(jobs: list[ComparedJob], *, metric: str, with_target: bool = False) -> list[CompareGroup]:
+    """Jobs grouped by their differing fields without the seed, in order of first appearance.
+
+    With a target, epochs_to_target is summarized over the jobs that reached it (its n says how many).
+    """
     members: dict[str, tuple[dict[str, Any], list[ComparedJob]]] = {}
     for job in jobs:
         key = {path: value for path, value in job.differs.items() if path != SEED_PATH}
@@ -294,9 +297,15 @@ def group_jobs(jobs: list[ComparedJob], *, metric: str) -> list[CompareGroup]:
     groups = []
     for key, group in members.values():
         names = [metric, *dict.fromkeys(name for job in group for name in (job.test or {}))]
-        values: dict[str, list[float]] = {name: [] for name in [*names, "seconds"]}
+        extra = ["seconds", "epochs_to_target"] if with_target else ["seconds"]
+        values: dict[str, list[float]] = {name: [] for name in [*names, *extra]}
         for job in group:
-            sources = {metric: (job.best or {}).get(metric), "seconds": job.seconds, **(job.test or {})}
+            sources = {
+                metric: (job.best or {}).get(metric),
+                "seconds": job.seconds,
+                "epochs_to_target": job.epochs_to_target,
+                **(job.test or {}),
+            }
             for name in values:
                 number = _number(sources.get(name))
                 if number is not None:

@@ -76,6 +76,8 @@ def test_sweep_groups_by_seed_with_mean_and_sample_std(
     assert relu["test_accuracy"]["mean"] == pytest.approx(0.825)
     assert relu["seconds"] == {"mean": 1.5, "std": pytest.approx(statistics.stdev([1, 2])), "n": 2}
     assert result["best_group"] == 1 and result["best_within_noise"] is False
+    assert relu["epochs_to_target"] == {"mean": 2.5, "std": pytest.approx(statistics.stdev([3, 2])), "n": 2}
+    assert groups[0]["metrics"]["epochs_to_target"] == {"mean": None, "std": None, "n": 0}
     assert result["curves"][first["id"]] == {
         "train_loss": [[1, 0.9], [2, pytest.approx(0.72)], [3, pytest.approx(0.54)]],
         "val_loss": [[1, 1.0], [2, 0.8], [3, 0.6]],
