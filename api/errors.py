@@ -185,6 +185,17 @@ def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 
 def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # FastAPI's own "error parsing the body" (bytes that are not UTF-8 JSON, a broken multipart form):
+        # a bad value like any other, so the same 422 that a body that is not JSON at all gets.
+        message = str(exc.detail)
+        return problem_response(
+            status=422,
+            title="Invalid request",
+            detail=f"body: {message}",
+            slug="invalid-request",
+            errors=[FieldError(field="body", message=message)],
+        )
     title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
     return problem_response(
         status=exc.status_code,

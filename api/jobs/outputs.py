@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from api.jobs.records import ordered_record
 from api.jobs.schemas import CheckpointInfo, MetricsPage, PredictResponse
 from api.jobs.service import owned_job
 from api.models import Checkpoint, EpochMetric
+
+log = logging.getLogger(__name__)
 
 PREDICT_CHECKPOINTS = ("best", "last")  # in order of preference
 
@@ -193,7 +196,14 @@ def predict(
         raise Unprocessable.for_field("inputs", "every row must have the same number of features")
     if not artifacts.exists(checkpoint_key(row)):
         raise Conflict(f"the {row.name!r} checkpoint of job {job_id} is missing from the artifact store")
-    model = _load_model(str(_local_copy(row, artifacts=artifacts, cache_dir=cache_dir)))
+    try:
+        model = _load_model(str(_local_copy(row, artifacts=artifacts, cache_dir=cache_dir)))
+    except Exception as error:  # safetensors, JSON and shape errors alike: the stored file is damaged
+        log.warning("checkpoint %s of job %s cannot be read: %s", row.name, job_id, type(error).__name__)
+        raise Conflict(
+            f"the {row.name!r} checkpoint of job {job_id} cannot be read (damaged in the artifact store); "
+            "predict from another job, or train this spec again"
+        ) from None
     width, expected = widths.pop(), _input_width(model)
     if expected is not None and width != expected:
         raise Unprocessable.for_field(

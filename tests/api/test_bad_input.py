@@ -268,3 +268,28 @@ def test_queued_jobs_per_owner_limit(
     assert response.status_code == 429 and response.headers["content-type"].startswith(PROBLEM)
     assert response.headers["retry-after"] and "limit is 2" in response.json()["detail"]
     assert count_rows(Job) == 2
+
+
+def test_body_that_is_not_utf8_is_422_not_400(
+    client: TestClient, auth_headers: dict[str, str], count_rows: Any
+) -> None:
+    # Found by schemathesis: FastAPI answered an undocumented 400 for bytes that are not UTF-8 JSON.
+    for url in ("/v1/jobs", "/v1/specs/validate", "/v1/sweeps"):
+        response = client.post(
+            url, content=b'{"spec": "\x81"}', headers={**auth_headers, "Content-Type": "application/json"}
+        )
+        assert_problem(response, 422, "body")
+    assert count_rows(Job) == 0
+
+
+def test_predict_from_a_damaged_checkpoint_is_409_not_500(
+    client: TestClient, auth_headers: dict[str, str], submit: Any, finish_job: Any
+) -> None:
+    # Found by schemathesis: a checkpoint file that is not safetensors raised a 500.
+    job_id = submit()["id"]
+    finish_job(job_id, checkpoint=b"not a safetensors file")
+    response = client.post(
+        f"/v1/jobs/{job_id}/predict", json={"inputs": [[1, 2, 3, 4]]}, headers=auth_headers
+    )
+    assert response.status_code == 409 and response.headers["content-type"].startswith(PROBLEM)
+    assert "cannot be read" in response.json()["detail"]
