@@ -28,6 +28,18 @@ def _figure(width: int, height: int) -> tuple[Any, Any]:
     return figure, axes
 
 
+def _plain_log_axis(axes: Any) -> None:
+    """Log y axis labelled 0.2, 0.5, 1, 2 rather than 2×10⁻¹."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    axes.set_yscale("log")
+    label = FuncFormatter(lambda value, _position: f"{value:g}")
+    axes.yaxis.set_major_formatter(label)
+    axes.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+    axes.yaxis.set_minor_formatter(label)
+    axes.tick_params(axis="y", which="minor", labelsize=8)
+
+
 def _png(figure: Any) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI)  # no bbox_inches: the image keeps the asked size
@@ -119,7 +131,7 @@ def comparison_png(
             transform=axes.transAxes,
         )
     elif _wants_log(every_value, metric):
-        axes.set_yscale("log")
+        _plain_log_axis(axes)
     band = " (line: mean over seeds, band: ± 1 sample std)" if repeated else ""
     if comparison.best_group is not None and len(comparison.groups) > 1:
         band += ", ★ best"
@@ -176,7 +188,7 @@ def layer_png(
             label=name,
         )
     if log and plotted:
-        axes.set_yscale("log")
+        _plain_log_axis(axes)
     if fraction and plotted:
         from matplotlib.ticker import PercentFormatter
 
