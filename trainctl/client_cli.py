@@ -489,7 +489,7 @@ def compare_table(result: dict[str, Any], metric: str) -> tuple[RichTable, list[
         table.add_column("jobs")
         for column in columns:
             table.add_column(column)
-        others = {n for g in groups for n in g.get("metrics", {}) if n != metric}
+        others = {n for g in groups for n in g.get("metrics", {}) if n not in {metric, "epochs_to_target"}}
         metric_names = [metric, *sorted(others, key=lambda n: (not n.startswith("test"), n))]
         metric_names = [n for n in metric_names if any(n in g.get("metrics", {}) for g in groups)][:4]
         for name in metric_names:

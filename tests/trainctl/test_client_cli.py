@@ -279,6 +279,7 @@ def test_sweep_wait_compare_and_plot(live_server: LiveServer, tmp_path: Path) ->
     assert out.startswith("common: ") and "dataset.name=iris" in out
     targeted = trainctl(live_server, "compare", "--sweep", sweep_id, "--target", "val_loss<5").stdout
     assert "epochs to val_loss<5" in targeted and targeted.count("1 (2/2 reached)") == 4
+    assert "epochs_to_target (mean" not in targeted  # one column for it, not two
 
     with client_for(live_server) as client:
         jobs = [job["id"] for job in client.get_sweep(sweep_id)["jobs"]]
