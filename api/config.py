@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     worker_threads: int | None = Field(
         None, ge=1, description="Torch threads per job (default: CPU cores / concurrency)."
     )
+    worker_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="CPU priority of training processes (nice): where the API or database share the host, "
+        "training yields the CPU to them; no effect on a host that only trains.",
+    )
 
     # Limits (the service's own; the spec has hard ceilings above these).
     max_parameters: int = Field(10_000_000, description="Largest network, in trainable parameters.")

@@ -74,7 +74,11 @@ def prepare_process() -> None:
 
     import training
 
-    threads = get_settings().worker_threads
+    settings = get_settings()
+    if settings.worker_nice:
+        # Requests to an API on the same host stay fast while jobs train (p99 reads in bench/load.py).
+        os.setpriority(os.PRIO_PROCESS, 0, max(settings.worker_nice, os.getpriority(os.PRIO_PROCESS, 0)))
+    threads = settings.worker_threads
     if threads:
         torch.set_num_threads(threads)
     training.warm_up()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -93,6 +94,8 @@ def test_jobs_that_raise_fail_with_a_reason_and_the_same_worker_takes_the_next(s
     assert good["status"] == "succeeded", good
     assert workers == {good["worker"]}, "one worker process ran every job, failing ones included"
     assert service.worker.process.poll() is None, service.worker.output()
+    # Training yields the CPU to an API or database on the same host (TRAINCTL_WORKER_NICE, default 10).
+    assert os.getpriority(os.PRIO_PROCESS, service.worker.process.pid) == 10
 
 
 def test_out_of_memory_fails_the_job_and_the_worker_takes_the_next(tmp_path: Path) -> None:
