@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -56,7 +57,28 @@ def test_killed_worker_job_is_requeued_by_the_sweep_and_resumed(tmp_path: Path) 
             epochs = session.scalars(select(EpochMetric.epoch).where(EpochMetric.job_id == job_id)).all()
         engine.dispose()
         assert sorted(epochs) == list(range(1, 9)), "no epoch missing or duplicated"
+        assert_same_as_an_uninterrupted_run(job["result"], tmp_path / "straight")
     finally:
         for process in (sweeper, first, second):
             if process is not None:
                 process.stop()
+
+
+def assert_same_as_an_uninterrupted_run(result: dict[str, Any], out_dir: Path) -> None:
+    """The resumed job's final and test metrics equal those of the same spec trained without a stop."""
+    import torch
+
+    import training
+    from training.spec import JobSpec
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the worker trains (--threads 1): the same arithmetic, bit for bit
+    try:
+        straight = training.fit(JobSpec.model_validate(HANDBACK_SPEC), out_dir=out_dir).to_dict()
+    finally:
+        torch.set_num_threads(threads)
+    timing = {"seconds", "samples_per_second"}
+    assert {k: v for k, v in result["final"].items() if k not in timing} == {
+        k: v for k, v in straight["final"].items() if k not in timing
+    }
+    assert result["test"] == straight["test"] and result["best_epoch"] == straight["best_epoch"]
