@@ -222,7 +222,10 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions of every variant")
     parser.add_argument("--quick", action="store_true", help="fewer epochs (a smoke run)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own, one per core)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     folder = Path(tempfile.mkdtemp())
     datasets = {
         "digits (1,437 rows)": ({"name": "digits"}, 4 if args.quick else 12),
