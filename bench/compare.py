@@ -19,20 +19,19 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, insert, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import insert, text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from api.config import Settings  # noqa: E402
+from api.db import scratch_database  # noqa: E402
 from api.migrate import upgrade_database  # noqa: E402
 from api.models import EpochMetric, Job, Sweep  # noqa: E402
 from training.spec import EXAMPLE_SPEC  # noqa: E402
@@ -43,20 +42,9 @@ ACTIVATIONS = ["sigmoid", "tanh", "relu", "leaky_relu", "elu"]
 DROPOUTS = [0.0, 0.1, 0.2, 0.3]  # × 5 activations = 20 groups; the rest are seeds
 
 
-@contextmanager
-def postgres_database(server_url: str) -> Iterator[str]:
-    """A fresh database on the server, dropped afterwards."""
-    server = make_url(server_url)
-    name = f"trainctl_bench_{uuid.uuid4().hex[:8]}"
-    engine = create_engine(server, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with engine.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
+def postgres_database(server_url: str) -> AbstractContextManager[str]:
+    """A fresh, uniquely named PostgreSQL database, dropped afterwards."""
+    return scratch_database(server_url, "trainctl_bench")
 
 
 def epoch_record(rng: random.Random, epoch: int, scale: float) -> dict[str, Any]:

@@ -24,8 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import defaultdict
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from api.db import scratch_database  # noqa: E402
 
 TINY_SPEC: dict[str, Any] = {
     "dataset": {"name": "iris"},
@@ -128,12 +130,9 @@ def main() -> int:
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
 
-    server = make_url(args.database)
-    name = f"trainctl_load_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    database_url = server.set(database=name).render_as_string(hide_password=False)
+    scratch = ExitStack()  # the database is dropped after the processes using it have stopped
+    database_url = scratch.enter_context(scratch_database(args.database, "trainctl_load"))
+    name = make_url(database_url).database
     processes: list[subprocess.Popen[bytes]] = []
     tmp = Path(tempfile.mkdtemp(prefix="trainctl-load-"))
     env = {
@@ -220,9 +219,7 @@ def main() -> int:
                 process.wait(20)
             except subprocess.TimeoutExpired:
                 process.kill()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        scratch.close()
 
 
 if __name__ == "__main__":

@@ -17,20 +17,18 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from api.db import make_engine, make_session_factory  # noqa: E402
+from api.db import make_engine, make_session_factory, scratch_database  # noqa: E402
 from api.migrate import upgrade_database  # noqa: E402
 from api.models import Job, WorkerBeat  # noqa: E402
 
@@ -54,19 +52,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@contextmanager
-def postgres_database(server_url: str) -> Iterator[str]:
-    server = make_url(server_url)
-    name = f"trainctl_bench_{uuid.uuid4().hex[:8]}"
-    engine = create_engine(server, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with engine.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
+def postgres_database(server_url: str) -> AbstractContextManager[str]:
+    """A fresh, uniquely named PostgreSQL database, dropped afterwards."""
+    return scratch_database(server_url, "trainctl_bench")
 
 
 class Deployment:

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from api.config import Settings
+from api.db import scratch_database
 
 TEST_DATABASE_ENV = "TRAINCTL_TEST_DATABASE_URL"
 TEST_BROKER_ENV = "TRAINCTL_TEST_BROKER_URL"
@@ -35,21 +33,11 @@ def blank_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'trainctl.db'}"
         return
-    server_url = make_url(_postgres_server_url())
-    name = f"trainctl_test_{uuid.uuid4().hex[:12]}"
-    server = create_engine(server_url, isolation_level="AUTOCOMMIT")
     try:
-        with server.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        with scratch_database(_postgres_server_url(), "trainctl_test") as url:
+            yield url
     except OperationalError as error:
-        server.dispose()
         pytest.fail(f"{TEST_DATABASE_ENV} is set but PostgreSQL is unreachable: {error}")
-    try:
-        yield server_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with server.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        server.dispose()
 
 
 @pytest.fixture

@@ -6,18 +6,16 @@ import os
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
 
 from api.config import Settings
-from api.db import make_engine, make_session_factory
+from api.db import make_engine, make_session_factory, scratch_database
 from api.models import WorkerBeat
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -61,20 +59,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-@contextmanager
-def postgres_database(server_url: str) -> Iterator[str]:
+def postgres_database(server_url: str) -> AbstractContextManager[str]:
     """A fresh, uniquely named PostgreSQL database, dropped afterwards."""
-    server = make_url(server_url)
-    name = f"trainctl_e2e_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(server, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with engine.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        engine.dispose()
+    return scratch_database(server_url, "trainctl_e2e")
 
 
 class WorkerProcess:
