@@ -88,15 +88,17 @@ def time_plain(spec: JobSpec, epochs: int, fused: bool = False) -> list[float]:
     """A plain loop: on-device permutation batches, loss accumulated as a tensor, read once per epoch."""
     X, y, model = _data(spec)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused or None)
+    loss_fn = F.cross_entropy if y.dtype == torch.int64 else F.mse_loss
+    batch = spec.training.batch_size
     seconds = []
     for _ in range(epochs):
         start = time.perf_counter()
         model.train()
         total = torch.zeros(())
         order = torch.randperm(len(X))
-        for i in range(0, len(X), BATCH):
-            index = order[i : i + BATCH]
-            loss = F.cross_entropy(model(X[index]), y[index])
+        for i in range(0, len(X), batch):
+            index = order[i : i + batch]
+            loss = loss_fn(model(X[index]), y[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -163,33 +165,11 @@ def make_rnn_spec(samples: int, diagnostics_every: int = 10, epochs: int = 1) ->
     )
 
 
-def time_plain_rnn(spec: JobSpec, epochs: int) -> list[float]:
-    """A plain loop over fit's own LSTM module: on-device permutation batches, fused Adam, MSE."""
-    X, y, model = _data(spec)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
-    seconds = []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        model.train()
-        total = torch.zeros(())
-        order = torch.randperm(len(X))
-        for i in range(0, len(X), RNN_BATCH):
-            index = order[i : i + RNN_BATCH]
-            loss = F.mse_loss(model(X[index]), y[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.detach()
-        total.item()
-        seconds.append(time.perf_counter() - start)
-    return seconds
-
-
 def rnn_variants(samples: int, epochs: int) -> dict[str, Callable[[], list[float]]]:
     """The recurrent variants; each returns per-epoch seconds (first epoch is warm-up)."""
     runs = epochs + 1
     return {
-        "plain loop (Adam, fused)": lambda: time_plain_rnn(make_rnn_spec(samples), runs),
+        "plain loop (Adam, fused)": lambda: time_plain(make_rnn_spec(samples), runs, fused=True),
         "fit, diagnostics every 10 steps (default)": lambda: time_fit(make_rnn_spec(samples), runs),
         "fit, no diagnostics": lambda: time_fit(make_rnn_spec(samples, 0), runs),
     }
