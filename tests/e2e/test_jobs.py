@@ -92,3 +92,35 @@ def test_uploaded_dataset_is_fetched_by_the_worker(service: Service) -> None:
     job = wait_for_status(client, headers, job_id, {"succeeded", "failed", "cancelled"}, timeout=60)
     assert job["status"] == "succeeded", job
     assert job["spec"]["dataset"]["id"] == upload.json()["id"], "the stored spec keeps the dataset id"
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "specs"
+
+
+@pytest.mark.parametrize(
+    ("example", "inputs"),
+    [
+        # the API takes each example as one row, flattened row-major: 50 time steps x (value, marker)
+        ("lstm-adding.json", [[0.5, 1.0, *[0.1, 0.0] * 48, 0.25, 1.0]]),
+        ("cnn-digits.json", [[0.0] * 64]),  # an image of 8 x 8 pixels
+    ],
+)
+def test_recurrent_and_convolutional_examples_run_through_the_service_unchanged(
+    service: Service, example: str, inputs: list
+) -> None:
+    import json
+
+    spec = json.loads((EXAMPLES / example).read_text())
+    spec["training"]["epochs"] = 2  # the example as shipped, only shorter
+    client, headers = service.client, service.headers
+    job_id = submit(client, headers, spec, name=example)
+    job = wait_for_status(client, headers, job_id, {"succeeded", "failed", "cancelled"}, timeout=120)
+    assert job["status"] == "succeeded", job
+    names = [
+        layer["name"]
+        for layer in client.get(f"/v1/jobs/{job_id}/metrics", headers=headers).json()["items"][-1]["layers"]
+    ]
+    assert names[0] == ("rnn1.input" if example.startswith("lstm") else "conv1") and names[-1] == "output"
+    prediction = client.post(f"/v1/jobs/{job_id}/predict", json={"inputs": inputs}, headers=headers)
+    assert prediction.status_code == 200, prediction.text
+    assert len(prediction.json().get("values") or prediction.json()["classes"]) == 1
