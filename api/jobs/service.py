@@ -263,27 +263,28 @@ def get_job(session: Session, *, owner: str, job_id: str) -> JobDetail:
     return to_detail(owned_job(session, owner=owner, job_id=job_id))
 
 
-def cancel_job(session: Session, *, owner: str, job_id: str) -> JobDetail:
-    """Queued: cancelled at once. Running: flagged, the worker stops it. Succeeded or failed: Conflict."""
-    # Conditional updates, so a worker claiming the job at this moment is never overwritten.
-    cancelled_now = session.execute(
+def request_cancel(session: Session, *where: Any, reason: str) -> None:
+    """Cancel the matching jobs: queued ones at once, running ones by flag (the worker stops them).
+
+    Conditional updates, so a worker claiming a job at this moment is never overwritten.
+    """
+    session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.owner == owner, Job.status == JobStatus.queued)
-        .values(
-            status=JobStatus.cancelled,
-            cancel_requested=True,
-            finished_at=utcnow(),
-            error="cancelled before it ran",
-        )
+        .where(*where, Job.status == JobStatus.queued)
+        .values(status=JobStatus.cancelled, cancel_requested=True, finished_at=utcnow(), error=reason)
         .execution_options(synchronize_session=False)
     )
-    if not cancelled_now.rowcount:  # type: ignore[attr-defined]
-        session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.owner == owner, Job.status == JobStatus.running)
-            .values(cancel_requested=True)
-            .execution_options(synchronize_session=False)
-        )
+    session.execute(
+        update(Job)
+        .where(*where, Job.status == JobStatus.running)
+        .values(cancel_requested=True)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def cancel_job(session: Session, *, owner: str, job_id: str) -> JobDetail:
+    """Queued: cancelled at once. Running: flagged, the worker stops it. Succeeded or failed: Conflict."""
+    request_cancel(session, Job.id == job_id, Job.owner == owner, reason="cancelled before it ran")
     session.commit()
     job = owned_job(session, owner=owner, job_id=job_id)
     session.refresh(job)

@@ -11,11 +11,10 @@ from typing import Any
 
 from celery import Celery
 from pydantic import ValidationError
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from api.config import Settings
-from api.db import utcnow
 from api.errors import NotFound, Unprocessable
 from api.jobs.service import (
     MAX_PAGE_SIZE,
@@ -24,6 +23,7 @@ from api.jobs.service import (
     encode_cursor,
     new_job_row,
     publish_job,
+    request_cancel,
 )
 from api.models import Job, JobStatus, Sweep
 from api.specs.service import check_spec
@@ -272,23 +272,11 @@ def list_sweeps(session: Session, *, owner: str, limit: int = 20, cursor: str | 
 def cancel_sweep(session: Session, *, owner: str, sweep_id: str) -> SweepDetail:
     """Cancel every unfinished job of the sweep: queued ones at once, running ones by flag."""
     sweep = _owned_sweep(session, owner=owner, sweep_id=sweep_id)
-    # Conditional updates, as for one job: a worker claiming a job right now is never overwritten.
-    session.execute(
-        update(Job)
-        .where(Job.sweep_id == sweep_id, Job.owner == owner, Job.status == JobStatus.queued)
-        .values(
-            status=JobStatus.cancelled,
-            cancel_requested=True,
-            finished_at=utcnow(),
-            error="cancelled before it ran (its sweep was cancelled)",
-        )
-        .execution_options(synchronize_session=False)
-    )
-    session.execute(
-        update(Job)
-        .where(Job.sweep_id == sweep_id, Job.owner == owner, Job.status == JobStatus.running)
-        .values(cancel_requested=True)
-        .execution_options(synchronize_session=False)
+    request_cancel(
+        session,
+        Job.sweep_id == sweep_id,
+        Job.owner == owner,
+        reason="cancelled before it ran (its sweep was cancelled)",
     )
     session.commit()
     session.expire_all()
