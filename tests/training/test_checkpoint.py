@@ -370,3 +370,36 @@ def test_resume_restores_every_optimizer_and_schedule_state(
     _, records = interrupted_then_resumed(spec, tmp_path / "resumed", after=3)
     assert without_timing(records) == without_timing(straight.records)
     assert_same_tensors(checkpoint_tensors(tmp_path / "resumed"), checkpoint_tensors(tmp_path / "straight"))
+
+
+class EpochCounter(Recorder):
+    """A stateful callback: counts the epochs it has seen, across resumes."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        super().__init__(stop_after)
+        self.seen = 0
+
+    def on_epoch_end(self, record: Any) -> None:
+        """Count the epoch."""
+        super().on_epoch_end(record)
+        self.seen += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """The count so far."""
+        return {"seen": self.seen}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the count."""
+        self.seen = state["seen"]
+
+
+def test_callback_state_travels_in_the_checkpoint_and_comes_back_on_resume(tmp_path: Path) -> None:
+    spec = make_spec(training={"epochs": 5}, generalization={"early_stopping": {"patience": 4}})
+    fit(spec, tmp_path, callbacks=[EpochCounter(stop_after=2)])
+    states = read_checkpoint(tmp_path / "checkpoints" / "last.safetensors")[1]["callbacks"]
+    assert states["EpochCounter"] == {"seen": 2}
+    assert set(states["EarlyStopper"]) == {"best", "best_epoch", "bad_epochs"}
+    assert states["CheckpointWriter"]["best_record"]["epoch"] == states["EarlyStopper"]["best_epoch"]
+    resumed = EpochCounter()
+    fit(spec, tmp_path, callbacks=[resumed], resume=True)
+    assert resumed.seen == 5 and len(resumed.records) == 3
