@@ -27,7 +27,7 @@ from training.data import Splits, prepare
 from training.device import JobFailure, TrainingDiverged, resolve_device
 from training.diagnostics import Diagnostics
 from training.metrics import EpochSums, evaluate, split_metrics
-from training.network import Network, build_network, weight_matrices
+from training.network import Internals, Network, build_network, weight_matrices
 from training.optim import (
     build_optimizer,
     build_scheduler,
@@ -87,10 +87,7 @@ class Trainer:
     def _train_epoch(self) -> EpochSums | None:
         """One pass over the training data; None when a callback asked to stop mid-epoch."""
         X, y, batch = self.data.X_train, self.data.y_train, self.spec.training.batch_size
-        steps = math.ceil(len(X) / batch)
-        if self.spec.normalization.layers == LayerNormalization.batch and len(X) % batch == 1 and steps > 1:
-            steps -= 1  # batch norm cannot train on a final batch of one example: drop it
-        l2 = self.spec.generalization.l2 if self.weights else 0.0
+        steps = self.steps_per_epoch()
         sums = EpochSums(self.device)
         self.model.train()
         self.diagnostics.start_epoch()
@@ -102,18 +99,42 @@ class Trainer:
             xb, internals = self.diagnostics.watch(step, X[index])
             out = self.model(xb, internals)
             data_loss = self.loss_fn(out, y[index])
-            loss = data_loss + l2_penalty(self.weights, l2) if l2 > 0 else data_loss
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if internals is not None:  # before clipping, so per-layer norms show an explosion too
-                self.diagnostics.sample(internals, out, xb)
-            norm, clipped = clip_gradients(self.spec.clipping, self.params)
-            if norm is None and internals is not None:
-                norm = global_grad_norm(self.params)
-            sums.add_grad_norm(norm, clipped)
-            self.optimizer.step()
-            sums.add_batch(data_loss, out, y[index], self.data.task == Task.classification)
+            self.objective(data_loss).backward()
+            self.descend(sums, internals, xb, out, y[index], data_loss)
         return sums
+
+    def steps_per_epoch(self) -> int:
+        """Batches per epoch (batch norm cannot train on a final batch of one example: it is dropped)."""
+        examples, batch = len(self.data.X_train), self.spec.training.batch_size
+        steps = math.ceil(examples / batch)
+        if self.spec.normalization.layers == LayerNormalization.batch and examples % batch == 1 and steps > 1:
+            steps -= 1
+        return steps
+
+    def objective(self, data_loss: torch.Tensor) -> torch.Tensor:
+        """What a step minimizes: the data loss plus the L2 term (when the spec asks for one)."""
+        l2 = self.spec.generalization.l2 if self.weights else 0.0
+        return data_loss + l2_penalty(self.weights, l2) if l2 > 0 else data_loss
+
+    def descend(
+        self,
+        sums: EpochSums,
+        internals: Internals | None,
+        xb: torch.Tensor,
+        out: torch.Tensor,
+        y: torch.Tensor,
+        data_loss: torch.Tensor,
+    ) -> None:
+        """After backward: sample diagnostics, clip, step the optimizer and add the step to the sums."""
+        if internals is not None:  # before clipping, so per-layer norms show an explosion too
+            self.diagnostics.sample(internals, out, xb)
+        norm, clipped = clip_gradients(self.spec.clipping, self.params)
+        if norm is None and internals is not None:
+            norm = global_grad_norm(self.params)
+        sums.add_grad_norm(norm, clipped)
+        self.optimizer.step()
+        sums.add_batch(data_loss, out, y, self.data.task == Task.classification)
 
     def evaluate(self, X: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Mean loss and accuracy of a split in eval mode, on the device."""
@@ -194,7 +215,7 @@ class Trainer:
                 callback.load_state_dict(states[callback.state_key])
         self.epoch, self.seconds_before, self.started = meta["epoch"], meta["seconds"], time.perf_counter()
 
-    def _prepare_folder(self) -> None:
+    def prepare_folder(self) -> None:
         """spec.json, and no metrics or checkpoints past the epoch the run starts from."""
         if self.out_dir is None or self.metrics_log is None:  # both or neither
             return
@@ -209,27 +230,41 @@ class Trainer:
         """Train until the epochs run out, early stopping fires, or a callback cancels."""
         status: RunStatus = "succeeded"
         stop_reason = "completed all epochs"
-        self._prepare_folder()
+        self.prepare_folder()
         if self.stopper.stopped:
             stop_reason = "early stopping had already fired before the resume"
-        while self.epoch < self.spec.training.epochs and not self.stopper.stopped:
+        while not self.finished:
             started = time.perf_counter()
             sums = self._train_epoch()
             if sums is None:
                 status, stop_reason = "cancelled", "cancelled"
                 break
-            self.epoch += 1
-            record = self._epoch_record(sums, started)
-            if record.train_loss is None or not math.isfinite(record.train_loss):
-                raise TrainingDiverged(record.train_loss, self.epoch, self.optimizer.param_groups[0]["lr"])
-            step_scheduler(self.scheduler, record)
-            self.stopper.on_epoch_end(record)
-            self.final_record = record
-            for callback in self.callbacks:
-                callback.on_epoch_end(record)
-            self.checkpoints.on_epoch_end(record)
+            self.end_epoch(sums, started)
             if self.stopper.stopped:
                 stop_reason = self.stopper.reason
+        return self.finish(status, stop_reason)
+
+    @property
+    def finished(self) -> bool:
+        """The epochs ran out or early stopping fired."""
+        return self.epoch >= self.spec.training.epochs or self.stopper.stopped
+
+    def end_epoch(self, sums: EpochSums, started: float) -> EpochRecord:
+        """Count the epoch and record it; the schedule, early stopping, callbacks and checkpoints see it."""
+        self.epoch += 1
+        record = self._epoch_record(sums, started)
+        if record.train_loss is None or not math.isfinite(record.train_loss):
+            raise TrainingDiverged(record.train_loss, self.epoch, self.optimizer.param_groups[0]["lr"])
+        step_scheduler(self.scheduler, record)
+        self.stopper.on_epoch_end(record)
+        self.final_record = record
+        for callback in self.callbacks:
+            callback.on_epoch_end(record)
+        self.checkpoints.on_epoch_end(record)
+        return record
+
+    def finish(self, status: RunStatus, stop_reason: str) -> RunResult:
+        """Restore the best weights when the spec asks to, then the run's result."""
         stopping = self.spec.generalization.early_stopping
         if stopping and stopping.restore_best and self.checkpoints.best_weights is not None:
             self.model.load_state_dict(self.checkpoints.best_weights)
@@ -280,16 +315,31 @@ def fit(
         if resume:
             trainer.resume()
         result = trainer.run()
-    except (JobFailure, DatasetError, torch.OutOfMemoryError) as failure:
-        message = str(failure)
-        if isinstance(failure, torch.OutOfMemoryError):
-            message = f"out of memory: use a smaller network or batch_size ({failure})"
-        if trainer is not None:
-            result = trainer.result("failed", "failed", message)
-        else:
-            result = RunResult(status="failed", error=message)
-        result.seconds = round(time.perf_counter() - started, 3)
+    except FAILURES as failure:
+        result = failed_result(trainer, failure, started)
+    write_result(out, result)
+    return result
+
+
+# What ends a run as `failed` with a message a person can act on, instead of a traceback.
+FAILURES = (JobFailure, DatasetError, torch.OutOfMemoryError)
+
+
+def failed_result(trainer: Trainer | None, failure: BaseException, started: float) -> RunResult:
+    """The result of a run that ended in one of FAILURES (what it measured so far, when it got going)."""
+    message = str(failure)
+    if isinstance(failure, torch.OutOfMemoryError):
+        message = f"out of memory: use a smaller network or batch_size ({failure})"
+    if trainer is not None:
+        result = trainer.result("failed", "failed", message)
+    else:
+        result = RunResult(status="failed", error=message)
+    result.seconds = round(time.perf_counter() - started, 3)
+    return result
+
+
+def write_result(out: Path | None, result: RunResult) -> None:
+    """result.json next to the run's metrics and checkpoints."""
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "result.json").write_text(json.dumps(result.model_dump(mode="json"), indent=2))
-    return result
