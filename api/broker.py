@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from api.config import Settings
 
 RUN_JOB_TASK = "trainctl.run_job"
+RUN_GROUP_TASK = "trainctl.run_group"
 SWEEP_TASK = "trainctl.sweep"
 EMBEDDED_PREFIX = "sqla+"
 # Redis re-delivers an unacknowledged message after this long; with acks_late a job's message stays
@@ -143,3 +144,8 @@ def purge_delivered_messages(settings: Settings, *, older_than: float = 3600.0) 
 def publish_run_job(celery_app: Celery, job_id: str, queue: str) -> None:
     """Put a job id on `queue`; the worker resolves everything else from the database."""
     celery_app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue)
+
+
+def publish_run_group(celery_app: Celery, job_ids: list[str], queue: str) -> None:
+    """Put a replica group's job ids on `queue`: one worker trains them together."""
+    celery_app.send_task(RUN_GROUP_TASK, args=[job_ids], queue=queue)

@@ -57,6 +57,15 @@ class Settings(BaseSettings):
     max_sweep_jobs: int = Field(
         256, ge=1, description="Most jobs one sweep may create (grid points × seeds)."
     )
+    replica_groups: bool = Field(
+        True, description="Train a sweep's jobs that differ only in seed, lr, L2, ... as one stacked model."
+    )
+    replica_group_memory_mb: float = Field(
+        512.0,
+        gt=0,
+        description="Most memory one replica group's parameters, gradients and optimizer state may take "
+        "(estimated: parameters × replicas × 16 bytes); larger groups are split.",
+    )
     events_poll_interval: float = Field(
         1.0, ge=0.05, description="Seconds between database reads of the shared live-events poller."
     )

@@ -25,7 +25,7 @@ from api.db import make_engine, make_session_factory, session_scope
 from api.jobs import lifecycle
 from api.models import Checkpoint, Dataset, Job, JobStatus
 from training.callbacks import Callback, CheckpointInfo
-from training.records import EpochRecord
+from training.records import EpochRecord, RunResult
 from training.spec import FileDatasetSpec, JobSpec, UploadedDatasetSpec
 
 log = logging.getLogger(__name__)
@@ -205,23 +205,13 @@ def run_job(context: WorkerContext, job_id: str) -> str:
 
 
 def _train(context: WorkerContext, job_id: str) -> str:
-    worker = context.identity.name
     callback = ServiceCallback(context, job_id)
-
-    def finish(status: JobStatus, result: dict[str, Any] | None = None, error: str | None = None) -> str:
-        done = context.write(
-            lambda s: lifecycle.finish_job(
-                s, job_id=job_id, worker=worker, status=status, result=result, error=error
-            )
-        )
-        return status.value if done else "lost"
-
     with tempfile.TemporaryDirectory(prefix=f"trainctl-{job_id}-") as scratch:
         out_dir = Path(scratch)
         try:
             job = _load_job(context, job_id)
             if job["cancel_requested"]:
-                return finish(JobStatus.cancelled, error="cancelled before it started")
+                return finish(context, job_id, JobStatus.cancelled, error="cancelled before it started")
             spec = _resolve_dataset(context, JobSpec.model_validate(job["spec"]), out_dir / "data")
             # An earlier attempt (lost, or handed back at shutdown) left a `last` checkpoint: continue it.
             resume = _fetch_last_checkpoint(context, job_id, out_dir)
@@ -231,19 +221,43 @@ def _train(context: WorkerContext, job_id: str) -> str:
             result = training.fit(spec, out_dir=out_dir / "run", callbacks=[callback], resume=resume)
         except Exception as error:
             log.exception("job %s failed", job_id)
-            return finish(JobStatus.failed, error=describe_error(error))
+            return finish(context, job_id, JobStatus.failed, error=describe_error(error))
 
-        outcome = result.model_dump(mode="json")
-        if callback.lost:
-            log.warning("job %s was taken from this worker while it ran; its result is dropped", job_id)
-            return "lost"
-        if result.status == "cancelled" and shutdown_requested.is_set() and not callback.cancel_requested:
-            return _hand_back(context, job_id, job["device"])
-        if result.status == "succeeded":
-            return finish(JobStatus.succeeded, result=outcome)
-        if result.status == "cancelled":
-            return finish(JobStatus.cancelled, result=outcome, error="cancelled on request")
-        return finish(JobStatus.failed, result=outcome, error=result.error or "training failed")
+        return conclude(context, job_id, callback, result, job["device"])
+
+
+def finish(
+    context: WorkerContext,
+    job_id: str,
+    status: JobStatus,
+    result: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> str:
+    """End a job this worker runs; "lost" when it was no longer this worker's."""
+    worker = context.identity.name
+    done = context.write(
+        lambda s: lifecycle.finish_job(
+            s, job_id=job_id, worker=worker, status=status, result=result, error=error
+        )
+    )
+    return status.value if done else "lost"
+
+
+def conclude(
+    context: WorkerContext, job_id: str, callback: ServiceCallback, result: RunResult, device: str
+) -> str:
+    """Store what fit() returned for the job (or hand it back when the worker is shutting down)."""
+    outcome = result.model_dump(mode="json")
+    if callback.lost:
+        log.warning("job %s was taken from this worker while it ran; its result is dropped", job_id)
+        return "lost"
+    if result.status == "cancelled" and shutdown_requested.is_set() and not callback.cancel_requested:
+        return _hand_back(context, job_id, device)
+    if result.status == "succeeded":
+        return finish(context, job_id, JobStatus.succeeded, result=outcome)
+    if result.status == "cancelled":
+        return finish(context, job_id, JobStatus.cancelled, result=outcome, error="cancelled on request")
+    return finish(context, job_id, JobStatus.failed, result=outcome, error=result.error or "training failed")
 
 
 def _load_job(context: WorkerContext, job_id: str) -> dict[str, Any]:

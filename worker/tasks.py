@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from celery.exceptions import Reject
 
-from api.broker import RUN_JOB_TASK, SWEEP_TASK
+from api.broker import RUN_GROUP_TASK, RUN_JOB_TASK, SWEEP_TASK
 from api.config import get_settings
 from api.jobs.sweep import run_sweep
-from worker import runner
+from worker import groups, runner
 from worker.celery_app import celery_app, sweep_sessions, worker_context
 
 
@@ -17,7 +17,16 @@ def run_job(job_id: str) -> str:
     if runner.shutdown_requested.is_set():
         # This worker is going away: the message goes back to the broker for another worker.
         raise Reject("worker shutting down", requeue=True)
-    return runner.run_job(worker_context(), job_id)
+    # A job of a replica group (re-queued by the sweep) brings its queued group mates along.
+    return groups.run_group(worker_context(), [job_id])[0]
+
+
+@celery_app.task(name=RUN_GROUP_TASK)
+def run_group(job_ids: list[str]) -> list[str]:
+    """Run a replica group's jobs together as one stacked model."""
+    if runner.shutdown_requested.is_set():
+        raise Reject("worker shutting down", requeue=True)
+    return groups.run_group(worker_context(), job_ids)
 
 
 @celery_app.task(name=SWEEP_TASK)

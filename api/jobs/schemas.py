@@ -71,6 +71,9 @@ class JobSummary(BaseModel):
     started_at: UtcDateTime | None
     finished_at: UtcDateTime | None
     sweep_id: str | None = Field(None, description="The sweep that created this job, if any.")
+    replica_group: str | None = Field(
+        None, description="The jobs of its sweep it trained with as one stacked model (null: alone)."
+    )
 
 
 class JobDetail(JobSummary):

@@ -81,6 +81,7 @@ def to_summary(job: Job) -> JobSummary:
         started_at=job.started_at,
         finished_at=job.finished_at,
         sweep_id=job.sweep_id,
+        replica_group=job.replica_group,
     )
 
 

@@ -60,6 +60,8 @@ class Job(Base):
     sweep_id: Mapped[str | None] = mapped_column(ForeignKey("sweep.id", ondelete="SET NULL"), index=True)
     # The values this job's sweep set: {dotted path: value, "training.seed": seed}.
     sweep_params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Jobs of one sweep trained together as one stacked model share this id (None: trained alone).
+    replica_group: Mapped[str | None] = mapped_column(String(64), index=True)
 
     tags: Mapped[list[JobTag]] = relationship(
         back_populates="job", cascade="all, delete-orphan", lazy="selectin", order_by="JobTag.tag"

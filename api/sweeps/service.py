@@ -22,11 +22,11 @@ from api.jobs.service import (
     decode_cursor,
     encode_cursor,
     new_job_row,
-    publish_job,
     request_cancel,
 )
 from api.models import Job, JobStatus, Sweep
 from api.specs.service import check_spec
+from api.sweeps.replicas import assign_groups, publish_groups
 from api.sweeps.schemas import SweepCreate, SweepDetail, SweepJob, SweepPage, SweepSummary
 from training.spec import FieldError, JobSpec, SpecWarning, describe_errors
 
@@ -134,12 +134,13 @@ def create_sweep(
     """Validate every spec, insert the sweep and all its jobs in one transaction, commit, then publish."""
     expanded = expand_grid(request, settings=settings)
     checked: dict[str, list[SpecWarning]] = {}
+    parameters: dict[str, int] = {}
     for point, spec, params in expanded:
         key = repr(point)
         if key in checked:  # seeds change neither the data shape, the limits nor the lint
             continue
         try:
-            checked[key] = check_spec(session, owner=owner, spec=spec, settings=settings)[2]
+            _, parameters[key], checked[key] = check_spec(session, owner=owner, spec=spec, settings=settings)
         except Unprocessable as error:
             raise Unprocessable(
                 f"the grid point {_describe(params)}: {error.detail}", errors=error.errors
@@ -167,10 +168,11 @@ def create_sweep(
         )
         for point, spec, params in expanded
     ]
+    sized = [(job, spec, parameters[repr(pt)]) for job, (pt, spec, _) in zip(jobs, expanded, strict=True)]
+    groups = assign_groups(sweep.id, sized, settings)
     session.add_all(jobs)
     session.commit()
-    for job in jobs:
-        publish_job(celery_app, job, settings=settings)
+    publish_groups(celery_app, groups, settings=settings)
     return _detail(sweep, jobs)
 
 
