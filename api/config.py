@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     worker_threads: int | None = Field(
         None, ge=1, description="Torch threads per job (default: CPU cores / concurrency)."
     )
+    worker_cuda_memory_fraction: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Share of the GPU's memory one worker process may allocate (several workers on one GPU).",
+    )
     worker_nice: int = Field(
         10,
         ge=0,

@@ -60,7 +60,9 @@ def postgres_database(server_url: str) -> AbstractContextManager[str]:
 class Deployment:
     """An API process and worker processes sharing one set of settings."""
 
-    def __init__(self, workdir: Path, database_url: str, broker_url: str | None) -> None:
+    def __init__(
+        self, workdir: Path, database_url: str, broker_url: str | None, env: dict[str, str] | None = None
+    ) -> None:
         self.workdir = workdir
         self.queue = f"bench-{uuid.uuid4().hex[:6]}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINCTL_")}
@@ -72,6 +74,7 @@ class Deployment:
         }
         if broker_url:
             self.env["TRAINCTL_BROKER_URL"] = broker_url
+        self.env |= env or {}
         upgrade_database(database_url)
         self.engine = make_engine(database_url)
         self.sessions = make_session_factory(self.engine)

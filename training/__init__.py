@@ -12,7 +12,7 @@ from training.spec import JobSpec, SpecWarning, lint
 if TYPE_CHECKING:
     from training.callbacks import Callback, CheckpointInfo
     from training.checkpoint import TrainedModel, load_model
-    from training.device import warm_up
+    from training.device import make_deterministic, warm_up
     from training.loop import fit
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "fit",
     "lint",
     "load_model",
+    "make_deterministic",
     "warm_up",
 ]
 
@@ -35,6 +36,7 @@ _LAZY = {
     "Callback": "training.callbacks",
     "CheckpointInfo": "training.callbacks",
     "warm_up": "training.device",
+    "make_deterministic": "training.device",
     "load_model": "training.checkpoint",
     "TrainedModel": "training.checkpoint",
 }

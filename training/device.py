@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from training.optim import build_optimizer
-from training.spec import Adam
+from training.spec import Adam, Precision
 
 
 class JobFailure(RuntimeError):
@@ -32,6 +36,39 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise JobFailure(f"device {name!r} was asked for but CUDA is not available on this machine: use auto")
     return torch.device(name)
+
+
+Autocast = Callable[[], contextlib.AbstractContextManager[object]]
+
+
+def precision_context(precision: Precision, device: torch.device) -> Autocast:
+    """What forward passes run under: bfloat16 autocast for "bf16", nothing for "32"."""
+    if precision == Precision.float32:
+        return contextlib.nullcontext
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        name = torch.cuda.get_device_name(device)
+        raise JobFailure(
+            f'training.precision "bf16" needs a GPU with bfloat16 support; {name} has none: use "32"'
+        )
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def make_deterministic() -> None:
+    """CUDA kernels that give the same result every run, so a resumed job equals an uninterrupted one.
+
+    cuBLAS reads CUBLAS_WORKSPACE_CONFIG when it starts: call this before the first CUDA work.
+    """
+    if not torch.cuda.is_available():
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+
+
+def release_memory(failure: BaseException) -> None:
+    """After a CUDA out-of-memory failure, hand the cached blocks back so the next job starts clean."""
+    if isinstance(failure, torch.OutOfMemoryError) and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def warm_up() -> None:

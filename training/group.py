@@ -9,7 +9,7 @@ stream a job alone would draw from torch's global generator (and is saved as suc
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from training.grouping import can_stack, replica_key
 from training.loop import FAILURES, Trainer, failed_result, write_result
 from training.metrics import EpochSums
 from training.network import Internals
-from training.records import RunResult
+from training.records import EpochRecord, RunResult
 from training.spec import JobSpec
 from training.stacked import DropoutMasks, StackedNetwork
 
@@ -86,8 +86,9 @@ class Stack:
         watch_inputs = bool(sampled) and trainers[0].diagnostics.sequences
         if watch_inputs:  # to see how far back in time the error signal reaches, as a job alone does
             xb = xb.detach().requires_grad_(True)
-        out = self.network(xb, self.masks, sampled if len(sampled) == len(trainers) else None)
-        data_losses = [t.loss_fn(out[r], yb[r]) for r, t in enumerate(trainers)]
+        with trainers[0].precision():
+            out = self.network(xb, self.masks, sampled if len(sampled) == len(trainers) else None)
+            data_losses = [t.loss_fn(out[r], yb[r]) for r, t in enumerate(trainers)]
         for trainer in trainers:
             trainer.optimizer.zero_grad(set_to_none=True)
         objectives = [t.objective(loss) for t, loss in zip(trainers, data_losses, strict=True)]
@@ -132,7 +133,7 @@ def _same_shapes(replicas: Sequence[Replica]) -> bool:
     return len(shapes) == 1
 
 
-def _run_together(replicas: list[Replica]) -> None:
+def _run_together(replicas: list[Replica], after_epoch: Callable[[], None]) -> None:
     """Epoch by epoch; a replica behind the others (a resume) catches up before they train together."""
     while active := [r for r in replicas if r.result is None]:
         epoch = min(r.trainer.epoch for r in active)
@@ -158,16 +159,30 @@ def _run_together(replicas: list[Replica]) -> None:
             if trainer.finished:
                 reason = trainer.stopper.reason if trainer.stopper.stopped else "completed all epochs"
                 member.end(trainer.finish("succeeded", reason))
+        after_epoch()
 
 
-def _run_one_by_one(replicas: list[Replica]) -> None:
+def _run_one_by_one(replicas: list[Replica], after_epoch: Callable[[], None]) -> None:
     """Jobs that cannot stack run as fit() runs them, each from the random stream it would have alone."""
     for replica in replicas:
         replica.make_global()
+        replica.trainer.callbacks.append(AfterEpoch(after_epoch))
         try:
             replica.end(replica.trainer.run())
         except FAILURES as failure:
             replica.end(failed_result(replica.trainer, failure, replica.started))
+        after_epoch()
+
+
+class AfterEpoch(Callback):
+    """Calls `action` after each epoch of a replica that trains alone (the group's callbacks saw it)."""
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        self.action = action
+
+    def on_epoch_end(self, record: EpochRecord) -> None:
+        """Run the action."""
+        self.action()
 
 
 def fit_group(
@@ -175,10 +190,12 @@ def fit_group(
     out_dirs: Sequence[Path | str | None] | None = None,
     callbacks: Sequence[Sequence[Callback]] | None = None,
     resume: bool = False,
+    after_epoch: Callable[[], None] = lambda: None,
 ) -> list[RunResult]:
     """Train the jobs of `specs` (one configuration, several seeds) together; one result per spec.
 
     Each job's folder, callbacks and result are exactly what fit(spec, out_dir, callbacks) gives it.
+    `after_epoch` is called once the group's replicas have all ended an epoch (to batch their reports).
     """
     outs = [Path(o) if o is not None else None for o in (out_dirs or [None] * len(specs))]
     hooks = callbacks or [()] * len(specs)
@@ -204,7 +221,8 @@ def fit_group(
         elif member.trainer.finished:
             member.end(member.trainer.finish("succeeded", "completed all epochs"))
     stackable = bool(members) and can_stack(members[0].trainer.spec) and _same_shapes(members)
-    (_run_together if stackable else _run_one_by_one)([m for m in members if m.result is None])
+    runner = _run_together if stackable else _run_one_by_one
+    runner([m for m in members if m.result is None], after_epoch)
     for index, replica in replicas.items():
         results[index] = replica.result
     final = [r if r is not None else RunResult(status="failed", error="did not run") for r in results]

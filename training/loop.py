@@ -24,7 +24,7 @@ from training.checkpoint import (
     save_checkpoint,
 )
 from training.data import Splits, prepare
-from training.device import JobFailure, TrainingDiverged, resolve_device
+from training.device import JobFailure, TrainingDiverged, precision_context, release_memory, resolve_device
 from training.diagnostics import Diagnostics
 from training.metrics import EpochSums, evaluate, split_metrics
 from training.network import Internals, Network, build_network, weight_matrices
@@ -48,6 +48,7 @@ class Trainer:
     def __init__(self, spec: JobSpec, out_dir: Path | None, callbacks: Sequence[Callback]) -> None:
         self.spec, self.out_dir = spec, out_dir
         self.device = resolve_device(spec.training.device)
+        self.precision = precision_context(spec.training.precision, self.device)
         self.started, self.seconds_before = time.perf_counter(), 0.0  # seconds of earlier attempts
         torch.manual_seed(spec.training.seed)
         self.data: Splits = prepare(spec.dataset, spec.normalization.inputs, spec.training.seed, self.device)
@@ -97,8 +98,9 @@ class Trainer:
                 return None
             index = order[step * batch : (step + 1) * batch]
             xb, internals = self.diagnostics.watch(step, X[index])
-            out = self.model(xb, internals)
-            data_loss = self.loss_fn(out, y[index])
+            with self.precision():
+                out = self.model(xb, internals)
+                data_loss = self.loss_fn(out, y[index])
             self.optimizer.zero_grad(set_to_none=True)
             self.objective(data_loss).backward()
             self.descend(sums, internals, xb, out, y[index], data_loss)
@@ -138,7 +140,8 @@ class Trainer:
 
     def evaluate(self, X: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         """Mean loss and accuracy of a split in eval mode, on the device."""
-        return evaluate(self.model, X, y, self.loss_fn, self.data.task)
+        with self.precision():
+            return evaluate(self.model, X, y, self.loss_fn, self.data.task)
 
     def _metrics(self, split: str, loss: float | None, correct: float | None) -> dict[str, float | None]:
         return split_metrics(split, self.data.task, self.spec.training.loss, loss, correct)
@@ -329,7 +332,12 @@ def failed_result(trainer: Trainer | None, failure: BaseException, started: floa
     """The result of a run that ended in one of FAILURES (what it measured so far, when it got going)."""
     message = str(failure)
     if isinstance(failure, torch.OutOfMemoryError):
-        message = f"out of memory: use a smaller network or batch_size ({failure})"
+        release_memory(failure)
+        first = str(failure).splitlines()[0] if str(failure) else "no details"
+        message = (
+            f"out of memory on {trainer.device if trainer else 'the device'}: make the network or "
+            f"training.batch_size smaller, or run it on a device with more memory ({first})"
+        )
     if trainer is not None:
         result = trainer.result("failed", "failed", message)
     else:

@@ -81,6 +81,9 @@ def prepare_process() -> None:
     threads = settings.worker_threads
     if threads:
         torch.set_num_threads(threads)
+    training.make_deterministic()  # before any CUDA work: cuBLAS reads its workspace setting once
+    if settings.worker_cuda_memory_fraction and torch.cuda.is_available():
+        torch.cuda.set_per_process_memory_fraction(settings.worker_cuda_memory_fraction)
     training.warm_up()
     context = worker_context()
     try:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from api.models import Job, JobStatus
 from training.spec import JobSpec
 from worker import runner
+from worker.group_report import GroupReport
 from worker.runner import ServiceCallback, WorkerContext, conclude, describe_error, finish
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ def run_group(context: WorkerContext, job_ids: list[str]) -> list[str]:
 
 def _train_together(context: WorkerContext, job_ids: list[str]) -> list[str]:
     outcomes: dict[str, str] = {}
+    report = GroupReport(context, job_ids)
     members: list[tuple[str, JobSpec, Path, ServiceCallback, str]] = []
     with tempfile.TemporaryDirectory(prefix="trainctl-group-") as scratch:
         for job_id in job_ids:
@@ -81,14 +83,19 @@ def _train_together(context: WorkerContext, job_ids: list[str]) -> list[str]:
                 log.exception("job %s failed", job_id)
                 outcomes[job_id] = finish(context, job_id, JobStatus.failed, error=describe_error(error))
                 continue
-            members.append((job_id, spec, out_dir / "run", ServiceCallback(context, job_id), job["device"]))
+            members.append((job_id, spec, out_dir / "run", report.members[job_id], job["device"]))
         if members:
             from training.group import fit_group  # torch was imported when the worker process started
 
             try:
                 results = fit_group(
-                    [m[1] for m in members], [m[2] for m in members], [[m[3]] for m in members], resume=True
+                    [m[1] for m in members],
+                    [m[2] for m in members],
+                    [[m[3]] for m in members],
+                    resume=True,
+                    after_epoch=report.flush,
                 )
+                report.flush()
             except Exception as error:
                 log.exception("replica group %s failed", [m[0] for m in members])
                 for job_id, *_ in members:

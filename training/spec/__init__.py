@@ -35,6 +35,7 @@ from training.spec.job import (
     JobSpec,
     Loss,
     Monitor,
+    Precision,
     Training,
     network_misfit,
 )
@@ -121,6 +122,7 @@ __all__ = [
     "Optimizer",
     "PlateauSchedule",
     "Pooling",
+    "Precision",
     "RMSprop",
     "RNNCell",
     "RNNNetwork",

@@ -75,6 +75,13 @@ class Loss(StrEnum):
     mse = "mse"
 
 
+class Precision(StrEnum):
+    """Floating-point precision of the training steps."""
+
+    float32 = "32"
+    bf16 = "bf16"
+
+
 class Training(SpecModel):
     """Epochs, batches, seed and device."""
 
@@ -88,6 +95,11 @@ class Training(SpecModel):
         examples=["auto"],
     )
     loss: Loss = Field(Loss.auto, description="auto: cross-entropy for classification, MSE for regression.")
+    precision: Precision = Field(
+        Precision.float32,
+        description='"32": float32 throughout; "bf16": forward passes under bfloat16 autocast (weights, '
+        "optimizer and gradients stay float32). Refused on a GPU without bfloat16 support.",
+    )
     diagnostics_every: int = Field(
         10, ge=0, description="Take per-layer diagnostics every N steps (0: never).", examples=[10]
     )

@@ -1,0 +1,105 @@
+"""What a replica group tells the service: one transaction per epoch for all its jobs, not one per job.
+
+A group's jobs share one process, so their epoch rows, checkpoint rows, cancel polls and heartbeats
+are written together; each job's rows are still conditional on the job being this worker's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from api.db import session_scope
+from api.jobs import lifecycle
+from training.callbacks import CheckpointInfo
+from training.records import EpochRecord
+from worker.runner import CANCEL_POLL_S, ServiceCallback, WorkerContext, checkpoint_key, shutdown_requested
+
+log = logging.getLogger(__name__)
+
+
+class GroupReport:
+    """Buffers the group's epoch and checkpoint rows until flush(); polls for all its jobs at once."""
+
+    def __init__(self, context: WorkerContext, job_ids: list[str]) -> None:
+        self.context = context
+        self.members = {job_id: GroupMember(self, job_id) for job_id in job_ids}
+        self.epochs: list[tuple[str, dict[str, Any]]] = []
+        self.checkpoints: list[dict[str, Any]] = []
+        self._next_poll = 0.0
+        self._next_beat = 0.0
+        self._beat_every = max(CANCEL_POLL_S, min(10.0, context.settings.heartbeat_timeout / 4))
+
+    def flush(self) -> None:
+        """Write the buffered rows of every job in one transaction; a job that is no longer ours is lost."""
+        epochs, checkpoints = self.epochs, self.checkpoints
+        self.epochs, self.checkpoints = [], []
+        if not epochs and not checkpoints:
+            return
+        worker = self.context.identity.name
+
+        def write(session: Session) -> list[str]:
+            lost = [
+                job_id
+                for job_id, row in epochs
+                if not lifecycle.record_epoch(session, job_id=job_id, worker=worker, record=row)
+            ]
+            for checkpoint in checkpoints:
+                lifecycle.record_checkpoint(session, **checkpoint)
+            return lost
+
+        for job_id in self.context.write(write):
+            self.members[job_id].lost = True
+
+    def poll(self) -> None:
+        """Cancel requests of every job, and their heartbeats when due, at most every CANCEL_POLL_S."""
+        now = time.monotonic()
+        if now < self._next_poll:
+            return
+        self._next_poll = now + CANCEL_POLL_S
+        beat = now >= self._next_beat
+        if beat:
+            self._next_beat = now + self._beat_every
+        live = [m for m in self.members.values() if not (m.lost or m.cancel_requested)]
+        worker = self.context.identity.name
+        try:
+            with session_scope(self.context.sessions) as session:
+                for member in live:
+                    member.cancel_requested = lifecycle.is_cancel_requested(session, job_id=member.job_id)
+                    if beat and not lifecycle.heartbeat(session, job_id=member.job_id, worker=worker):
+                        member.lost = member.lost or not member.cancel_requested
+        except DBAPIError:
+            # An unreachable database must not stop training: the epoch write waits it out instead.
+            log.warning("could not poll replica group %s; training on", list(self.members))
+
+
+class GroupMember(ServiceCallback):
+    """One job's callback inside a replica group: its rows go through the group's report."""
+
+    def __init__(self, report: GroupReport, job_id: str) -> None:
+        super().__init__(report.context, job_id)
+        self.report = report
+
+    def on_epoch_end(self, record: EpochRecord) -> None:
+        """Buffer the epoch's row (flushed with the group's other rows)."""
+        self.report.epochs.append((self.job_id, record.model_dump(mode="json")))
+
+    def on_checkpoint(self, info: CheckpointInfo) -> None:
+        """Upload the checkpoint now; its row is written with the epoch's other rows."""
+        key = checkpoint_key(self.job_id, info.name)
+        self.context.store.put_file(info.path, key)
+        size = info.path.stat().st_size
+        self.report.checkpoints.append(
+            {"job_id": self.job_id, "name": info.name, "uri": key, "epoch": info.epoch, "size_bytes": size}
+        )
+
+    def should_stop(self) -> bool:
+        """Stop on shutdown, a cancel request or a lost job."""
+        if shutdown_requested.is_set() or self.lost or self.cancel_requested:
+            return True
+        self.report.poll()
+        return self.cancel_requested or self.lost
