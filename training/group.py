@@ -22,7 +22,7 @@ from training.metrics import EpochSums
 from training.network import Internals
 from training.records import EpochRecord, RunResult
 from training.spec import JobSpec
-from training.stacked import DropoutMasks, StackedNetwork
+from training.stacked import DropoutMasks, JointOptimizers, StackedNetwork
 
 
 @dataclass(eq=False)
@@ -73,6 +73,7 @@ class Stack:
         self.rows = torch.arange(len(self.members), device=self.X.device).unsqueeze(1)
         self.network = StackedNetwork([t.model for t in trainers])
         self.masks = DropoutMasks([m.dropout for m in self.members])
+        self.optimizers = JointOptimizers([t.optimizer for t in trainers])
 
     def step(self, step: int, batch: int) -> None:
         """One gradient step of every replica: forward and backward together, then each one's own update."""
@@ -89,8 +90,7 @@ class Stack:
         with trainers[0].precision():
             out = self.network(xb, self.masks, sampled if len(sampled) == len(trainers) else None)
             data_losses = [t.loss_fn(out[r], yb[r]) for r, t in enumerate(trainers)]
-        for trainer in trainers:
-            trainer.optimizer.zero_grad(set_to_none=True)
+        self.optimizers.zero_grad()
         objectives = [t.objective(loss) for t, loss in zip(trainers, data_losses, strict=True)]
         torch.stack(objectives).sum().backward()  # each replica's parameters get its own gradient
         for r, member in enumerate(self.members):
@@ -99,7 +99,9 @@ class Stack:
                 inputs = xb.detach()[r]
                 inputs.grad = xb.grad[r]
             assert member.sums is not None
-            member.trainer.descend(member.sums, internals[r], inputs, out[r], yb[r], data_losses[r])
+            loss = data_losses[r]
+            member.trainer.descend(member.sums, internals[r], inputs, out[r], yb[r], loss, step=False)
+        self.optimizers.step()
 
 
 def _train_epoch(members: list[Replica]) -> list[Replica]:

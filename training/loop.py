@@ -127,15 +127,20 @@ class Trainer:
         out: torch.Tensor,
         y: torch.Tensor,
         data_loss: torch.Tensor,
+        step: bool = True,
     ) -> None:
-        """After backward: sample diagnostics, clip, step the optimizer and add the step to the sums."""
+        """After backward: sample diagnostics, clip, step the optimizer and add the step to the sums.
+
+        step=False leaves the optimizer step to the caller (a replica group steps its replicas at once).
+        """
         if internals is not None:  # before clipping, so per-layer norms show an explosion too
             self.diagnostics.sample(internals, out, xb)
         norm, clipped = clip_gradients(self.spec.clipping, self.params)
         if norm is None and internals is not None:
             norm = global_grad_norm(self.params)
         sums.add_grad_norm(norm, clipped)
-        self.optimizer.step()
+        if step:
+            self.optimizer.step()
         sums.add_batch(data_loss, out, y, self.data.task == Task.classification)
 
     def evaluate(self, X: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -8,6 +8,7 @@ Linear layers are batched matrix products (baddbmm), convolutions one grouped co
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -154,3 +155,48 @@ class StackedNetwork:
                 masks = dropout.masks([torch.Size(shape)] * replicas, self.conv_dropout, dim=1)
                 x = x * masks.flatten(1, 2)
         return x.unflatten(1, (replicas, -1)).flatten(2).transpose(0, 1)
+
+
+def _hyperparameters(optimizer: torch.optim.Optimizer) -> str:
+    """The optimizer's class and its one parameter group's settings (learning rate included)."""
+    (group,) = optimizer.param_groups
+    return repr((type(optimizer), sorted((k, repr(v)) for k, v in group.items() if k != "params")))
+
+
+class JointOptimizers:
+    """Steps the replicas' own optimizers as few torch optimizers as their settings allow: one for all
+    replicas whose optimizer class and settings (learning rate included) agree.
+
+    A joint optimizer shares each parameter's state dict with the replica's own optimizer, so the
+    replica's state_dict (checkpoints) and schedulers (which set its learning rate) stay its own.
+    Optimizers are element-wise: stepping a joint list is stepping each replica on its own.
+    """
+
+    def __init__(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
+        by_settings: dict[str, list[torch.optim.Optimizer]] = {}
+        for optimizer in optimizers:
+            by_settings.setdefault(_hyperparameters(optimizer), []).append(optimizer)
+        self.joint: list[torch.optim.Optimizer] = []
+        for same in by_settings.values():
+            if len(same) == 1:
+                self.joint.append(same[0])
+                continue
+            (group,) = same[0].param_groups
+            accepted = inspect.signature(type(same[0])).parameters  # not a scheduler's initial_lr
+            settings = {k: v for k, v in group.items() if k in accepted and k != "params"}
+            params = [p for optimizer in same for p in optimizer.param_groups[0]["params"]]
+            joint = type(same[0])(params, **settings)
+            for optimizer in same:
+                for param in optimizer.param_groups[0]["params"]:
+                    joint.state[param] = optimizer.state[param]  # one state dict, two owners
+            self.joint.append(joint)
+
+    def zero_grad(self) -> None:
+        """Drop every replica's gradients."""
+        for optimizer in self.joint:
+            optimizer.zero_grad(set_to_none=True)
+
+    def step(self) -> None:
+        """One step of every replica."""
+        for optimizer in self.joint:
+            optimizer.step()

@@ -47,9 +47,12 @@ def assign_groups(sweep_id: str, jobs: list[tuple[Job, JobSpec, int]], settings:
     for members in together.values():
         limit = group_size_limit(max(p for _, p in members), settings)
         parts = math.ceil(len(members) / limit)
-        size = math.ceil(len(members) / parts)
-        for start in range(0, len(members), size):
+        base, extra = divmod(len(members), parts)  # sizes differ by at most one
+        start = 0
+        for part in range(parts):
+            size = base + (1 if part < extra else 0)
             groups.append([job for job, _ in members[start : start + size]])
+            start += size
     for number, group in enumerate(g for g in groups if len(g) > 1):
         for job in group:
             job.replica_group = f"{sweep_id}.{number + 1}"

@@ -34,6 +34,7 @@ TECHNIQUES: dict[str, dict[str, Any]] = {
     "rmsprop": {"optimizer": {"name": "rmsprop", "learning_rate": 0.01}},
     "adagrad": {"optimizer": {"name": "adagrad", "learning_rate": 0.1}},
     "plateau": {"optimizer": {"name": "adam", "schedule": {"type": "plateau", "patience": 0, "factor": 0.5}}},
+    "step-schedule": {"optimizer": {"name": "adam", "schedule": {"type": "step", "step_size": 1}}},
     "he-init": {"activation": "relu", "initialization": "he_normal"},
     "sigmoid": {"activation": "sigmoid", "training": {"diagnostics_every": 1}},
     "mse": {"training": {"loss": "mse"}},
@@ -104,6 +105,19 @@ def test_replicas_stop_early_on_their_own_and_their_records_end_there() -> None:
         assert result.stop_reason == alone.stop_reason
         assert result.best_epoch == alone.best_epoch
     assert any(result.stopped_early for result in results)
+
+
+def test_plateau_schedules_move_each_replica_on_its_own() -> None:
+    schedule = {"type": "plateau", "patience": 0}
+    plateau = {"optimizer": {"name": "sgd", "learning_rate": 1.0, "schedule": schedule}}
+    specs = seeds(plateau, count=3, epochs=6)
+    _, records = grouped(specs)
+    rates = [[r["learning_rate"] for r in replica] for replica in records]
+    assert len({tuple(r) for r in rates}) > 1, "the replicas' learning rates should part ways"
+    for spec, replica, own in zip(specs, records, rates, strict=True):
+        solo = run_fit(spec)[1]
+        assert own == [r["learning_rate"] for r in solo]
+        assert [r["val_loss"] for r in replica] == pytest.approx([r["val_loss"] for r in solo], rel=1e-4)
 
 
 def test_a_diverging_replica_fails_alone() -> None:
