@@ -103,12 +103,13 @@ def check_end_to_end(device: str, usage: list[str]) -> str:
         try:
             deployment.start_worker(concurrency=1, threads=1)
             ids = []
+            # device auto: the job goes to this deployment's queue, and the worker resolves it (cuda there)
             if device.startswith("cuda"):  # 8.5 M parameters with Adam: more than 0.2 % of the card
-                big = spec(device).model_dump(mode="json")
+                big = spec("auto").model_dump(mode="json")
                 big["network"]["hidden_layers"] = [2048, 2048, 2048]
                 ids.append(deployment.submit(big))
-            ids.append(deployment.submit(spec(device).model_dump(mode="json")))
-            deployment._wait(lambda: _finished(deployment, ids), 600, "jobs did not finish")
+            ids.append(deployment.submit(spec("auto").model_dump(mode="json")))
+            deployment._wait(lambda: _finished(deployment, ids), 300, "jobs did not finish in 300 s")
             with deployment.sessions() as session:
                 from api.models import Job
 
@@ -137,6 +138,7 @@ def _finished(deployment: Any, ids: list[str]) -> bool:
 def check_group(device: str, usage: list[str], replicas: int) -> str:
     """(2): R seeds stacked against the same R jobs one after another."""
     specs = [spec(device, seed=s) for s in range(replicas)]
+    fit(spec(device, epochs=1))  # the first run pays one-time costs (imports, kernels): not part of either
     with Usage(device) as alone:
         for one in specs:
             fit(one)
