@@ -16,7 +16,6 @@ import httpx
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
-RETRYABLE_STATUSES = frozenset({502, 503, 504})
 
 
 @dataclass(frozen=True)

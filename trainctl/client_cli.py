@@ -20,10 +20,11 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table as RichTable
 
 from trainctl.client import FINISHED, Client, ServerUnreachable, TrainctlError, WaitTimeout
+from training.records import is_maximized
 
 EXIT_FAILED, EXIT_USAGE, EXIT_SERVICE = 1, 2, 3
 LOSSES = ("train_loss", "val_loss")
-SUMMARY_SUFFIXES = ("loss", "accuracy", "r2", "mae", "rmse")
+SUMMARY_SUFFIXES = ("loss", "accuracy", "rmse")
 
 UrlOption = Annotated[
     str | None,
@@ -294,7 +295,7 @@ def watch(job_id: JobArg, url: UrlOption = None, key: KeyOption = None) -> None:
                     extra = "  ".join(
                         f"{k} {fmt(v)}"
                         for k, v in data.items()
-                        if k not in {"epoch", *LOSSES} and isinstance(v, int | float) and "accuracy" in k
+                        if k not in {"epoch", *LOSSES} and isinstance(v, int | float) and is_maximized(k)
                     )
                     console.print(
                         f"epoch {data.get('epoch')}/{epochs}  {losses_text(data)}  {extra}".rstrip()
@@ -534,7 +535,7 @@ def compare_table(result: dict[str, Any], metric: str) -> tuple[RichTable, list[
             table.add_column(header, justify="right")
         values = [(_value(job.get("best"), metric), job["id"]) for job in jobs]
         present = [(v, i) for v, i in values if isinstance(v, int | float)]
-        mode = result.get("mode") or ("max" if "accuracy" in metric else "min")
+        mode = result.get("mode") or ("max" if is_maximized(metric) else "min")
         best_id = (max(present) if mode == "max" else min(present))[1] if present else None
         for job in jobs:
             test = job.get("test") or {}

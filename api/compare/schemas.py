@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from api.models import JobStatus
+from core.models import JobStatus
 
 EXAMPLE_COMMON = {"dataset.name": "iris", "network.hidden_layers": [16], "optimizer.name": "adam"}
 

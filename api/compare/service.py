@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session
 
 from api.compare.schemas import ComparedJob, CompareGroup, Comparison, MetricStats
 from api.errors import NotFound, Unprocessable
-from api.models import EpochMetric, Job, JobStatus, Sweep
 from api.sweeps.service import grid_order
+from core.models import EpochMetric, Job, JobStatus, Sweep
+from training.records import is_maximized
 
 SEED_PATH = "training.seed"
 MAX_COMPARE_JOBS = 1000
@@ -68,7 +69,7 @@ def parse_target(text: str) -> Target:
 
 def default_mode(metric: str) -> Mode:
     """Accuracy is maximized; losses, rmse and anything else are minimized."""
-    return "max" if metric.endswith("accuracy") else "min"
+    return "max" if is_maximized(metric) else "min"
 
 
 def parse_fields(text: str | None) -> list[str]:
