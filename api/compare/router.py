@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from api.compare import service
+from api.compare import export, query, service
 from api.compare.schemas import Comparison
 from api.deps import OwnerDep, SessionDep
 from api.errors import problem_responses
@@ -64,12 +64,12 @@ def get_compare(
         metric=metric,
         mode=mode,
         target=target,
-        fields=service.parse_fields(fields) if format == "json" else [],
+        fields=query.parse_fields(fields) if format == "json" else [],
         points=points,
     )
     if format == "csv":
         return Response(
-            service.comparison_csv(comparison),
+            export.comparison_csv(comparison),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="compare.csv"'},
         )

@@ -8,8 +8,8 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
+from api.compare.query import parse_target
 from api.compare.schemas import Comparison
-from api.compare.service import parse_target
 from training.records import is_maximized
 
 MIN_WIDTH, MAX_WIDTH, DEFAULT_WIDTH = 320, 3000, 1000
