@@ -111,7 +111,7 @@ def check_end_to_end(device: str, usage: list[str]) -> str:
             ids.append(deployment.submit(spec("auto").model_dump(mode="json")))
             deployment._wait(lambda: _finished(deployment, ids), 300, "jobs did not finish in 300 s")
             with deployment.sessions() as session:
-                from api.models import Job
+                from core.models import Job
 
                 jobs = {job.id: job for job in session.query(Job).filter(Job.id.in_(ids))}
         finally:
@@ -128,7 +128,7 @@ def check_end_to_end(device: str, usage: list[str]) -> str:
 
 
 def _finished(deployment: Any, ids: list[str]) -> bool:
-    from api.models import Job
+    from core.models import Job
 
     with deployment.sessions() as session:
         statuses = [job.status for job in session.query(Job).filter(Job.id.in_(ids))]

@@ -22,7 +22,7 @@ from sqlalchemy import select
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from service import Deployment
 
-from api.models import EpochMetric, Job
+from core.models import EpochMetric, Job
 
 SWEEP = {
     "name": "bench-replicas",

@@ -13,11 +13,11 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from api.db import session_scope
-from api.jobs import lifecycle
+from core import lifecycle
+from core.artifacts import checkpoint_key
 from training.callbacks import CheckpointInfo
 from training.records import EpochRecord
-from worker.runner import CANCEL_POLL_S, ServiceCallback, WorkerContext, checkpoint_key, shutdown_requested
+from worker.runner import CANCEL_POLL_S, ServiceCallback, WorkerContext, shutdown_requested
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +43,9 @@ class GroupReport:
         worker = self.context.identity.name
 
         def write(session: Session) -> list[str]:
-            lost = [
-                job_id
-                for job_id, row in epochs
-                if not lifecycle.record_epoch(session, job_id=job_id, worker=worker, record=row)
-            ]
-            for checkpoint in checkpoints:
-                lifecycle.record_checkpoint(session, **checkpoint)
-            return lost
+            return lifecycle.record_group_epoch(
+                session, worker=worker, records=epochs, checkpoints=checkpoints
+            )
 
         for job_id in self.context.write(write):
             self.members[job_id].lost = True
@@ -64,17 +59,19 @@ class GroupReport:
         beat = now >= self._next_beat
         if beat:
             self._next_beat = now + self._beat_every
-        live = [m for m in self.members.values() if not (m.lost or m.cancel_requested)]
+        live = {m.job_id: m for m in self.members.values() if not (m.lost or m.cancel_requested)}
         worker = self.context.identity.name
         try:
-            with session_scope(self.context.sessions) as session:
-                for member in live:
-                    member.cancel_requested = lifecycle.is_cancel_requested(session, job_id=member.job_id)
-                    if beat and not lifecycle.heartbeat(session, job_id=member.job_id, worker=worker):
-                        member.lost = member.lost or not member.cancel_requested
+            with self.context.sessions() as session:
+                polled = lifecycle.poll_group(session, job_ids=list(live), worker=worker, beat=beat)
         except DBAPIError:
             # An unreachable database must not stop training: the epoch write waits it out instead.
             log.warning("could not poll replica group %s; training on", list(self.members))
+            return
+        for job_id, (cancel_requested, ours) in polled.items():
+            member = live[job_id]
+            member.cancel_requested = cancel_requested
+            member.lost = member.lost or (not ours and not cancel_requested)
 
 
 class GroupMember(ServiceCallback):

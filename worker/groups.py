@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.models import Job, JobStatus
+from core.models import Job, JobStatus
 from training.spec import JobSpec
 from worker import runner
 from worker.group_report import GroupReport

@@ -8,10 +8,11 @@ from collections import defaultdict
 
 from celery import Celery
 
-from api.broker import publish_run_group, queue_for_device
-from api.config import Settings
 from api.jobs.service import publish_job
-from api.models import Job
+from core.broker import publish_group
+from core.config import Settings
+from core.models import Job
+from core.models.job import requested_device
 from training.grouping import replica_key
 from training.spec import JobSpec
 
@@ -65,10 +66,10 @@ def publish_groups(celery_app: Celery, groups: list[list[Job]], *, settings: Set
         if len(group) == 1:
             publish_job(celery_app, group[0], settings=settings)
             continue
-        device = str(group[0].spec.get("training", {}).get("device", "auto"))
+        device = requested_device(group[0].spec)
         try:
-            publish_run_group(
-                celery_app, [job.id for job in group], queue_for_device(device, settings.default_queue)
+            publish_group(
+                celery_app, [job.id for job in group], device=device, default_queue=settings.default_queue
             )
         except Exception as error:  # kombu raises transport-specific types
             log.warning("replica group %s not published (%s)", group[0].replica_group, type(error).__name__)

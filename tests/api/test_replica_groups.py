@@ -7,9 +7,9 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from api.config import Settings
-from api.models import Job
 from api.sweeps.replicas import BYTES_PER_PARAMETER, assign_groups, group_size_limit
+from core.config import Settings
+from core.models import Job
 from tests.api.test_sweeps import post_sweep
 from training.spec import EXAMPLE_SPEC, JobSpec
 

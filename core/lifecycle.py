@@ -1,6 +1,7 @@
-"""A job's life on the worker side: claim, progress, checkpoints, finish, and the stale-job sweep.
+"""A job's life on the worker side: claim, progress, checkpoints, finish, and the reaper's re-queue.
 
-Every function takes a session and leaves the commit to the caller, so one call is one transaction.
+Every function that writes is one transaction and commits it (as the API's services do): callers,
+the runner, the reaper and the routes, never commit.
 Writes that only the job's owner may make are conditional on (status running, worker), so a worker
 whose job was re-queued behind its back learns it (False) instead of overwriting the new attempt.
 """
@@ -15,8 +16,9 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from api.db import utcnow
-from api.models import Checkpoint, EpochMetric, Job, JobStatus, WorkerBeat
+from core.db import utcnow
+from core.models import Checkpoint, EpochMetric, Job, JobStatus, WorkerBeat
+from core.models.job import requested_device
 
 
 def _owned(job_id: str, worker: str) -> Any:
@@ -31,6 +33,12 @@ def _upsert(session: Session, model: type, values: dict[str, Any], keys: list[st
     statement = insert(model).values(**values)
     changed = {name: statement.excluded[name] for name in values if name not in keys}
     session.execute(statement.on_conflict_do_update(index_elements=keys, set_=changed))
+
+
+def _commit_changed(session: Session, result: Any) -> bool:
+    """Commit, and say whether the conditional statement changed a row."""
+    session.commit()
+    return bool(result.rowcount)
 
 
 def claim_job(session: Session, *, job_id: str, worker: str, device: str) -> bool:
@@ -49,11 +57,17 @@ def claim_job(session: Session, *, job_id: str, worker: str, device: str) -> boo
         )
         .execution_options(synchronize_session=False)
     )
-    return bool(claimed.rowcount)  # type: ignore[attr-defined]
+    return _commit_changed(session, claimed)
 
 
 def heartbeat(session: Session, *, job_id: str, worker: str) -> bool:
     """Say the job is alive; False when it is no longer this worker's (re-queued, cancelled, deleted)."""
+    beat = _beat(session, job_id=job_id, worker=worker)
+    session.commit()
+    return beat
+
+
+def _beat(session: Session, *, job_id: str, worker: str) -> bool:
     beat = session.execute(
         update(Job)
         .where(_owned(job_id, worker))
@@ -63,8 +77,46 @@ def heartbeat(session: Session, *, job_id: str, worker: str) -> bool:
     return bool(beat.rowcount)  # type: ignore[attr-defined]
 
 
+def poll_group(
+    session: Session, *, job_ids: list[str], worker: str, beat: bool
+) -> dict[str, tuple[bool, bool]]:
+    """A replica group's jobs in one transaction: {job: (cancel requested, still ours)}; beats if asked."""
+    polled = {}
+    for job_id in job_ids:
+        ours = _beat(session, job_id=job_id, worker=worker) if beat else True
+        polled[job_id] = (is_cancel_requested(session, job_id=job_id), ours)
+    session.commit()
+    return polled
+
+
 def record_epoch(session: Session, *, job_id: str, worker: str, record: dict[str, Any]) -> bool:
     """Store one epoch's record and the job's progress; idempotent per (job, epoch). False: not ours."""
+    stored = _store_epoch(session, job_id=job_id, worker=worker, record=record)
+    session.commit() if stored else session.rollback()
+    return stored
+
+
+def record_group_epoch(
+    session: Session,
+    *,
+    worker: str,
+    records: list[tuple[str, dict[str, Any]]],
+    checkpoints: list[dict[str, Any]],
+) -> list[str]:
+    """A replica group's epoch records and checkpoint rows in one transaction; returns the jobs not ours."""
+    lost = [
+        job_id
+        for job_id, record in records
+        if not _store_epoch(session, job_id=job_id, worker=worker, record=record)
+    ]
+    for checkpoint in checkpoints:
+        if checkpoint["job_id"] not in lost:
+            _store_checkpoint(session, **checkpoint)
+    session.commit()
+    return lost
+
+
+def _store_epoch(session: Session, *, job_id: str, worker: str, record: dict[str, Any]) -> bool:
     epoch = int(record["epoch"])
     seconds = record.get("seconds")
     job = session.execute(
@@ -97,6 +149,13 @@ def record_checkpoint(
     session: Session, *, job_id: str, name: str, uri: str, epoch: int, size_bytes: int
 ) -> None:
     """Remember where a checkpoint lives; `last` and `best` are overwritten as training goes."""
+    _store_checkpoint(session, job_id=job_id, name=name, uri=uri, epoch=epoch, size_bytes=size_bytes)
+    session.commit()
+
+
+def _store_checkpoint(
+    session: Session, *, job_id: str, name: str, uri: str, epoch: int, size_bytes: int
+) -> None:
     _upsert(
         session,
         Checkpoint,
@@ -129,7 +188,7 @@ def finish_job(
         .values(status=status, result=result, error=error, finished_at=now, heartbeat_at=now)
         .execution_options(synchronize_session=False)
     )
-    return bool(finished.rowcount)  # type: ignore[attr-defined]
+    return _commit_changed(session, finished)
 
 
 def hand_back(session: Session, *, job_id: str, worker: str) -> bool:
@@ -144,12 +203,12 @@ def hand_back(session: Session, *, job_id: str, worker: str) -> bool:
         .values(status=JobStatus.queued, worker=None, queued_at=utcnow(), attempts=Job.attempts - 1)
         .execution_options(synchronize_session=False)
     )
-    return bool(handed.rowcount)  # type: ignore[attr-defined]
+    return _commit_changed(session, handed)
 
 
 @dataclass
-class SweepOutcome:
-    """What a sweep changed: jobs to publish again, and jobs given up on."""
+class ReaperOutcome:
+    """What a reaper pass changed: jobs to publish again, and jobs given up on."""
 
     republish: list[tuple[str, str]] = field(default_factory=list)  # (job id, device asked for)
     failed: list[str] = field(default_factory=list)
@@ -157,7 +216,7 @@ class SweepOutcome:
 
 def requeue_stale(
     session: Session, *, timeout: float, max_attempts: int, now: datetime | None = None
-) -> SweepOutcome:
+) -> ReaperOutcome:
     """Re-queue running jobs silent for `timeout` s; fail those already lost `max_attempts` times."""
     now = now or utcnow()
     cutoff = now - timedelta(seconds=timeout)
@@ -166,7 +225,7 @@ def requeue_stale(
             Job.status == JobStatus.running, Job.heartbeat_at < cutoff
         )
     ).all()
-    outcome = SweepOutcome()
+    outcome = ReaperOutcome()
     for job_id, attempts, spec in stale:
         # Conditional again, so a job whose worker beat in the meantime is left alone.
         still_stale = (Job.id == job_id) & (Job.status == JobStatus.running) & (Job.heartbeat_at < cutoff)
@@ -192,22 +251,23 @@ def requeue_stale(
             .execution_options(synchronize_session=False)
         )
         if changed.rowcount:  # type: ignore[attr-defined]
-            outcome.republish.append((job_id, _device_of(spec)))
+            outcome.republish.append((job_id, requested_device(spec)))
+    session.commit()
     return outcome
 
 
-def republish_lost(session: Session, *, older_than: float, now: datetime | None = None) -> SweepOutcome:
+def republish_lost(session: Session, *, older_than: float, now: datetime | None = None) -> ReaperOutcome:
     """Queued jobs published more than `older_than` s ago: stamp them and return them for re-publishing.
 
     The broker message may be gone (Redis flushed); a duplicate is harmless because claiming is
-    conditional, and the new stamp keeps the same job from being re-published at every sweep.
+    conditional, and the new stamp keeps the same job from being re-published at every pass.
     """
     now = now or utcnow()
     cutoff = now - timedelta(seconds=older_than)
     waiting = session.execute(
         select(Job.id, Job.spec).where(Job.status == JobStatus.queued, Job.queued_at < cutoff)
     ).all()
-    outcome = SweepOutcome()
+    outcome = ReaperOutcome()
     for job_id, spec in waiting:
         stamped = session.execute(
             update(Job)
@@ -216,12 +276,9 @@ def republish_lost(session: Session, *, older_than: float, now: datetime | None 
             .execution_options(synchronize_session=False)
         )
         if stamped.rowcount:  # type: ignore[attr-defined]
-            outcome.republish.append((job_id, _device_of(spec)))
+            outcome.republish.append((job_id, requested_device(spec)))
+    session.commit()
     return outcome
-
-
-def _device_of(spec: dict[str, Any] | None) -> str:
-    return str(((spec or {}).get("training") or {}).get("device", "auto"))
 
 
 def record_worker_beat(
@@ -242,3 +299,4 @@ def record_worker_beat(
     else:
         for key, value in values.items():
             setattr(existing, key, value)
+    session.commit()
