@@ -7,6 +7,7 @@ are written together; each job's rows are still conditional on the job being thi
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -23,16 +24,38 @@ log = logging.getLogger(__name__)
 
 
 class GroupReport:
-    """Buffers the group's epoch and checkpoint rows until flush(); polls for all its jobs at once."""
+    """Buffers the group's epoch and checkpoint rows until flush(); polls for all its jobs at once.
+
+    The polls (cancel requests every CANCEL_POLL_S, heartbeats when due) run on a thread of their own
+    while the group trains: setting up R replicas or ending their epoch is a long phase, not a dead worker.
+    """
 
     def __init__(self, context: WorkerContext, job_ids: list[str]) -> None:
         self.context = context
         self.members = {job_id: GroupMember(self, job_id) for job_id in job_ids}
         self.epochs: list[tuple[str, dict[str, Any]]] = []
         self.checkpoints: list[dict[str, Any]] = []
-        self._next_poll = 0.0
         self._next_beat = 0.0
         self._beat_every = max(CANCEL_POLL_S, min(10.0, context.settings.heartbeat_timeout / 4))
+        self._stopped = threading.Event()
+        self._poller = threading.Thread(
+            target=self._poll_until_stopped, name="trainctl-group-poll", daemon=True
+        )
+
+    def __enter__(self) -> GroupReport:
+        self._poller.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stopped.set()
+        self._poller.join()
+
+    def _poll_until_stopped(self) -> None:
+        while not self._stopped.wait(CANCEL_POLL_S):
+            try:
+                self.poll()
+            except Exception:  # the next poll tries again; an epoch write waits out a database outage
+                log.warning("could not poll replica group %s", list(self.members), exc_info=True)
 
     def flush(self) -> None:
         """Write the buffered rows of every job in one transaction; a job that is no longer ours is lost."""
@@ -51,11 +74,8 @@ class GroupReport:
             self.members[job_id].lost = True
 
     def poll(self) -> None:
-        """Cancel requests of every job, and their heartbeats when due, at most every CANCEL_POLL_S."""
+        """Cancel requests of every job, and their heartbeats when due."""
         now = time.monotonic()
-        if now < self._next_poll:
-            return
-        self._next_poll = now + CANCEL_POLL_S
         beat = now >= self._next_beat
         if beat:
             self._next_beat = now + self._beat_every
@@ -95,8 +115,5 @@ class GroupMember(ServiceCallback):
         )
 
     def should_stop(self) -> bool:
-        """Stop on shutdown, a cancel request or a lost job."""
-        if shutdown_requested.is_set() or self.lost or self.cancel_requested:
-            return True
-        self.report.poll()
-        return self.cancel_requested or self.lost
+        """Stop on shutdown, a cancel request or a lost job (the group's poller keeps these current)."""
+        return shutdown_requested.is_set() or self.lost or self.cancel_requested

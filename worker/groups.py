@@ -63,10 +63,13 @@ def run_group(context: WorkerContext, job_ids: list[str]) -> list[str]:
 
 
 def _train_together(context: WorkerContext, job_ids: list[str]) -> list[str]:
+    """Prepare each claimed job, train the prepared ones as one group, and store each one's outcome."""
     outcomes: dict[str, str] = {}
-    report = GroupReport(context, job_ids)
-    members: list[tuple[str, JobSpec, Path, ServiceCallback, str]] = []
-    with tempfile.TemporaryDirectory(prefix="trainctl-group-") as scratch:
+    with (
+        GroupReport(context, job_ids) as report,
+        tempfile.TemporaryDirectory(prefix="trainctl-group-") as scratch,
+    ):
+        members: list[tuple[str, JobSpec, Path, ServiceCallback, str]] = []
         for job_id in job_ids:
             out_dir = Path(scratch) / job_id
             try:
