@@ -56,6 +56,7 @@ from training.spec.network import (
     Pooling,
     RNNCell,
     RNNNetwork,
+    TargetScaling,
     UniformInit,
 )
 from training.spec.optimizer import (
@@ -133,6 +134,7 @@ __all__ = [
     "StepSchedule",
     "SyntheticDataset",
     "SyntheticDatasetSpec",
+    "TargetScaling",
     "Task",
     "Training",
     "UniformInit",
