@@ -36,6 +36,7 @@ from training.optim import (
     l2_penalty,
     loss_function,
     step_scheduler,
+    stretch_schedule,
 )
 from training.records import EpochRecord, RunResult, RunStatus
 from training.spec import JobSpec, LayerNormalization, Task, lint, network_misfit
@@ -53,8 +54,16 @@ class Trainer:
         scaling, seed = spec.normalization, spec.training.seed
         self.data: Splits = prepare(spec.dataset, scaling.inputs, seed, self.device, scaling.targets)
         self.train_sample = self.data.train_sample(TRAIN_SAMPLE, seed)
-        scale, length = self.data.feature_scale, self.data.sequence_length
-        self.warnings = [w.code for w in lint(spec, feature_scale=scale, sequence_length=length)]
+        facts = self.data
+        self.warnings = [
+            w.code
+            for w in lint(
+                spec,
+                feature_scale=facts.feature_scale,
+                sequence_length=facts.sequence_length,
+                unstratified_classes=facts.unstratified_classes,
+            )
+        ]
         if misfit := network_misfit(spec.network, self.data.kind, spec.dataset):
             raise DatasetError(misfit)  # files and uploads show their kind only once read
         if spec.normalization.layers == LayerNormalization.batch and spec.training.batch_size < 2:
@@ -65,7 +74,7 @@ class Trainer:
         self.model: Network = build_network(spec, self.data.input_shape, self.data.outputs).to(self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.weights = weight_matrices(self.model)
-        self.optimizer = build_optimizer(spec.optimizer, self.params)
+        self.optimizer = build_optimizer(spec.optimizer, self.params, self.weights)
         self.scheduler = build_scheduler(spec.optimizer, self.optimizer, spec.training.epochs)
         self.loss_fn = loss_function(spec, self.data.task)  # the objective, on (scaled) targets
         self.reported_loss = in_original_units(self.loss_fn, self.data.targets)
@@ -198,6 +207,7 @@ class Trainer:
         restore_optimizer(self.optimizer, tensors, meta)
         if self.scheduler is not None and meta["scheduler"] is not None:
             self.scheduler.load_state_dict(meta["scheduler"])
+            stretch_schedule(self.scheduler, self.spec.training.epochs)  # --epochs may have changed
         restore_rng(tensors, self.device, self.batches)
         states = callback_states(meta)
         for callback in self.stateful:

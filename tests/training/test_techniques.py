@@ -387,7 +387,7 @@ def test_optimizer_names_map_to_the_right_torch_optimizers() -> None:
         and adam.defaults["eps"] == 1e-6
     )
     adamw = built({"name": "adamw", "weight_decay": 0.2})
-    assert type(adamw) is torch.optim.AdamW and adamw.defaults["weight_decay"] == 0.2
+    assert type(adamw) is torch.optim.AdamW and adamw.param_groups[0]["weight_decay"] == 0.2
     rmsprop = built({"name": "rmsprop", "alpha": 0.9, "momentum": 0.5})
     assert type(rmsprop) is torch.optim.RMSprop and rmsprop.defaults["alpha"] == 0.9
     assert rmsprop.defaults["momentum"] == 0.5

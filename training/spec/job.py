@@ -25,7 +25,7 @@ from training.spec.network import (
     RNNCell,
     RNNNetwork,
 )
-from training.spec.optimizer import Adam, Clipping, Optimizer
+from training.spec.optimizer import Adam, Clipping, Optimizer, named_optimizer
 
 
 class Monitor(StrEnum):
@@ -142,6 +142,11 @@ class JobSpec(SpecModel):
                 'or an object {"scheme": "normal", "std": x} / {"scheme": "uniform", "limit": x}'
             )
         return value
+
+    @field_validator("optimizer", mode="before")
+    @classmethod
+    def _adam_by_default(cls, value: Any) -> Any:
+        return named_optimizer(value)
 
     @field_validator("network", mode="before")
     @classmethod
