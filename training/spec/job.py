@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     Field,
@@ -173,6 +173,12 @@ class JobSpec(SpecModel):
                     "set activation to tanh or relu, or use cell lstm or gru"
                 )
         return self
+
+
+def final_checkpoint(spec: JobSpec) -> Literal["best", "last"]:
+    """The checkpoint holding the weights a run of this spec ends with, the ones its test metrics measure."""
+    stopping = spec.generalization.early_stopping
+    return "best" if stopping is not None and stopping.restore_best else "last"
 
 
 def network_misfit(network: NetworkSpec, kind: DataKind, dataset: DatasetSpec | None = None) -> str | None:
