@@ -122,17 +122,18 @@ def test_max_norm_bounds_every_applied_update_and_clipped_fraction_reports_it() 
 
 def test_clipping_turns_a_diverging_run_into_a_converging_one() -> None:
     # examples/specs/rnn-exploding.json and rnn-clipped.json: a tanh rnn on sine_sequence, recurrent
-    # weights N(0, 0.3²), SGD lr 0.1. The first unclipped step (gradient norm ~470) throws the weights
-    # so far that the loss is 1.8e21 after one epoch and NaN in the second.
+    # weights N(0, 0.3²), SGD lr 0.1. The first unclipped steps (gradient norms of several hundred) throw
+    # the weights so far that the loss is ~1e21 after one epoch and NaN in the second.
     quick = {"epochs": 6, "diagnostics_every": 0}  # diagnostics only observe: same trajectory, faster
     diverged = fit(example("rnn-exploding", training=quick))
     assert diverged.status == "failed" and "nan" in (diverged.error or "")
     assert diverged.final is not None and diverged.final.epoch == 1  # the last finite epoch
     assert diverged.final.train_loss is not None and diverged.final.train_loss > 1e10
-    clipped, records = run_fit(example("rnn-clipped", training=quick))
+    clipped, records = run_fit(example("rnn-clipped", training={"diagnostics_every": 0}))
     assert clipped.status == "succeeded"
     # Predicting the mean of sin over random phases gives 0.5. The first epochs are chaotic (epoch-1
-    # val_loss 0.09-1.3 over seeds 0-5 and CPU kernels); the final val_loss lands in 0.03-0.10.
+    # val_loss 0.25-1.3 over seeds 0-5 on two CPU kernel sets); after the spec's 12 epochs the val_loss
+    # lands in 0.034-0.131 for all twelve (seed 0: 0.066 and 0.131), so 0.25 leaves room for other CPUs.
     assert records[-1]["val_loss"] < 0.25
     assert all(r["clipped_fraction"] > 0.5 for r in records)
 
