@@ -18,10 +18,10 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.jobs.records import ordered_record
+from api.jobs.outputs import served_record, stored_record
 from api.jobs.service import to_summary
-from api.models import EpochMetric, Job
-from api.models.job import FINISHED
+from core.models import EpochMetric, Job
+from core.models.job import FINISHED
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ class EventHub:
                 self._tell_status(subscriber, job)
                 changed = False
             if epoch > subscriber.after:
-                subscriber.queue.put_nowait(Event("epoch", ordered_record(record), id=epoch))
+                subscriber.queue.put_nowait(Event("epoch", served_record(stored_record(record)), id=epoch))
                 subscriber.after = epoch
         if changed:
             self._tell_status(subscriber, job)
