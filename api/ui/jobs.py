@@ -23,6 +23,7 @@ from api.ui.charts import learning_charts
 from api.ui.listing import SORTS, JobFilter, job_table
 from api.ui.live import LiveJob, job_stream
 from api.ui.pages import FormDep, HtmlRoute, UserDep, field, redirect, render, templates
+from training.spec.dataset import DATASET_INFO, Task
 
 router = APIRouter(prefix="/ui", route_class=HtmlRoute, include_in_schema=False)
 
@@ -75,10 +76,24 @@ def jobs_page(
     return render(request, "jobs/list.html", deleted=deleted, **context)
 
 
-def epoch_columns(spec: dict[str, Any]) -> list[str]:
-    """The epoch table's columns: accuracy for classification losses, RMSE for regression."""
-    loss = str(spec.get("training", {}).get("loss", "cross_entropy"))
-    kind = "accuracy" if loss == "cross_entropy" else "rmse"
+def epoch_columns(spec: dict[str, Any], records: list[dict[str, Any]]) -> list[str]:
+    """The epoch table's columns: accuracy for classification, RMSE for regression."""
+    kind = next(
+        (
+            name
+            for record in records
+            for name in ("accuracy", "rmse")
+            if record.get(f"val_{name}") is not None
+        ),
+        None,
+    )
+    if kind is None:  # no epoch yet: what the loss, or the dataset's task, says
+        loss = str(spec.get("training", {}).get("loss", "auto"))
+        info = DATASET_INFO.get(str(spec.get("dataset", {}).get("name", "")))
+        regression = loss not in ("auto", "cross_entropy") or (
+            loss == "auto" and info is not None and info.task == Task.regression
+        )
+        kind = "rmse" if regression else "accuracy"
     return ["epoch", "train_loss", "val_loss", f"train_{kind}", f"val_{kind}", "learning_rate", "seconds"]
 
 
@@ -109,7 +124,7 @@ def _job_page(request: Request, session: Session, *, owner: str, job_id: str, **
         records=records[-MAX_TABLE_EPOCHS:],
         hidden_epochs=max(len(records) - MAX_TABLE_EPOCHS, 0),
         shown=records[-1]["epoch"] if records else 0,
-        columns=epoch_columns(job.spec),
+        columns=epoch_columns(job.spec, records),
         charts=learning_charts(records, job.id),
         predict_rows=extra.pop("predict_rows", ""),
         **context,
@@ -139,7 +154,7 @@ async def job_events(
     job = await asyncio.to_thread(jobs.get_job, session, owner=owner, job_id=job_id)
     resume = request.headers.get("Last-Event-ID", "")
     shown = int(resume) if resume.isdigit() else after
-    columns = epoch_columns(job.spec)
+    columns = epoch_columns(job.spec, [])
     factory = request.app.state.session_factory
 
     def fragment(name: str, context: dict[str, Any]) -> str:

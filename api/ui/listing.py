@@ -97,7 +97,8 @@ def _where(owner: str, wanted: JobFilter) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def _duration(job: Job, now: datetime) -> float | None:
+def _duration(job: JobSummary, now: datetime) -> float | None:
+    """Seconds from start to finish, or to now while running (the summary's times are all UTC-aware)."""
     if job.started_at is None:
         return None
     end = job.finished_at or (now if job.status == JobStatus.running else None)
@@ -163,5 +164,7 @@ def job_table(session: Session, *, owner: str, wanted: JobFilter, per_page: int 
             metrics, source = latest[job.id], f"epoch {job.epoch}"
         else:
             metrics, source = {**(result.best or {}), **(result.test or {})} if result else {}, "best"
-        rows.append(JobRow(job=summary, metrics=metrics, metrics_from=source, duration=_duration(job, now)))
+        rows.append(
+            JobRow(job=summary, metrics=metrics, metrics_from=source, duration=_duration(summary, now))
+        )
     return JobTable(rows=rows, total=total, page=wanted.page, pages=pages)
