@@ -6,6 +6,9 @@ Screenshots are saved under the test's temporary directory; the path is printed 
 
 from __future__ import annotations
 
+import sqlite3
+import statistics
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,16 @@ from training.spec import EXAMPLE_SPEC
 
 pytestmark = pytest.mark.slow
 
+# Records when each epoch row is added to the table (and marks the page: a reload would lose it).
+ARRIVALS = """
+window.__arrivals = {};
+new MutationObserver(() => {
+  for (const row of document.querySelectorAll('#epoch-rows tr')) {
+    const epoch = row.querySelector('th').textContent.trim();
+    if (!(epoch in window.__arrivals)) window.__arrivals[epoch] = Date.now() / 1000;
+  }
+}).observe(document.getElementById('epoch-rows'), {childList: true});
+"""
 SWEEP_SPEC = {**EXAMPLE_SPEC, "training": {**EXAMPLE_SPEC["training"], "epochs": 40}}
 
 
@@ -24,6 +37,17 @@ def _rows(browser: Any) -> int:
     from selenium.webdriver.common.by import By
 
     return len(browser.find_elements(By.CSS_SELECTOR, "#epoch-rows tr"))
+
+
+def epoch_delays(data_dir: Path, job_id: str, arrivals: dict[str, float]) -> list[float]:
+    """Seconds from each epoch record's insert (the server's clock: the same machine) to its row showing."""
+    with sqlite3.connect(data_dir / "trainctl.db") as db:
+        stored = dict(db.execute("SELECT epoch, created_at FROM epoch_metric WHERE job_id = ?", (job_id,)))
+    delays = []
+    for epoch, shown in arrivals.items():
+        created = datetime.fromisoformat(stored[int(epoch)]).replace(tzinfo=UTC).timestamp()
+        delays.append(shown - created)
+    return delays
 
 
 def _console_errors(browser: Any) -> list[str]:
@@ -69,11 +93,12 @@ def test_dashboard_sign_in_submit_watch_compare_sign_out(
     job_id = browser.current_url.rsplit("/", 1)[1]
 
     # The epochs arrive over SSE: no reload (the marker survives), the rows grow until the job succeeds.
-    browser.execute_script("window.__same_page = true;")
+    browser.execute_script(ARRIVALS)
     first = _rows(browser)
     wait.until(lambda driver: "succeeded" in driver.find_element(By.CSS_SELECTOR, ".status-line").text)
     wait.until(lambda driver: driver.find_elements(By.CSS_SELECTOR, "#outcome .facts"))
-    assert browser.execute_script("return window.__same_page === true;"), "the page was reloaded"
+    arrivals = browser.execute_script("return window.__arrivals;")
+    assert arrivals is not None, "the page was reloaded"
     with Client(url, key) as client:
         job = client.get(job_id)
     epochs = job["result"]["epochs_run"]
@@ -81,7 +106,21 @@ def test_dashboard_sign_in_submit_watch_compare_sign_out(
     charts = browser.find_elements(By.CSS_SELECTOR, "#charts svg.chart polyline.series")
     assert len(charts) >= 4  # loss and accuracy: train and val each
     assert browser.find_element(By.PARTIAL_LINK_TEXT, "best.safetensors")
+    # Each row appeared within 2 s of its epoch's record being stored (the hub polls once a second).
+    delays = epoch_delays(live_server.data_dir, job_id, arrivals)
+    median, worst = statistics.median(delays), max(delays)
+    print(f"epoch row delays (s): median {median:.2f}, max {worst:.2f}, n={len(delays)}")
+    assert delays and max(delays) < 2.0, delays
+    gradients = browser.find_element(By.CSS_SELECTOR, "img[src*='plots/gradients.png']")
+    wait.until(lambda _driver: browser.execute_script("return arguments[0].naturalWidth", gradients) == 800)
     browser.save_screenshot(str(shots / "ui-job.png"))
+
+    # Predict a row: the answer replaces the prediction section only (htmx), the epochs stay.
+    browser.find_element(By.ID, "rows").send_keys("5.1, 3.5, 1.4, 0.2\n6.7, 3.0, 5.2, 2.3")
+    browser.find_element(By.CSS_SELECTOR, "#predict button").click()
+    prediction = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#prediction table")))
+    assert len(prediction.find_elements(By.CSS_SELECTOR, "tbody tr")) == 2 and "best" in prediction.text
+    assert browser.execute_script("return window.__arrivals !== undefined;")
 
     # The sweep's page: progress, groups table with both activations, and the curves plot.
     with Client(url, key) as client:
