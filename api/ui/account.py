@@ -43,4 +43,6 @@ def signout(request: Request, _form: FormDep) -> Response:
 @fallback.get("/{path:path}")
 def not_found(request: Request, path: str) -> Response:
     """Anything else under /ui."""
+    if not path:  # /ui/
+        return redirect(request, "/ui")
     return error_page(request, 404, "Not found", "There is nothing at this address.")
