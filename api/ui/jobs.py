@@ -22,7 +22,7 @@ from api.plots import service as plots
 from api.ui.charts import learning_charts
 from api.ui.listing import SORTS, JobFilter, job_table
 from api.ui.live import LiveJob, job_stream
-from api.ui.pages import FormDep, HtmlRoute, UserDep, field, redirect, render, templates
+from api.ui.pages import FormDep, HtmlRoute, UserDep, as_dict, field, redirect, render, templates
 from training.spec.dataset import DATASET_INFO, Task
 
 router = APIRouter(prefix="/ui", route_class=HtmlRoute, include_in_schema=False)
@@ -124,7 +124,7 @@ def _job_page(request: Request, session: Session, *, owner: str, job_id: str, **
         records=records[-MAX_TABLE_EPOCHS:],
         hidden_epochs=max(len(records) - MAX_TABLE_EPOCHS, 0),
         shown=records[-1]["epoch"] if records else 0,
-        columns=epoch_columns(job.spec, records),
+        columns=epoch_columns(as_dict(job.spec), records),
         charts=learning_charts(records, job.id),
         predict_rows=extra.pop("predict_rows", ""),
         **context,
@@ -154,7 +154,7 @@ async def job_events(
     job = await asyncio.to_thread(jobs.get_job, session, owner=owner, job_id=job_id)
     resume = request.headers.get("Last-Event-ID", "")
     shown = int(resume) if resume.isdigit() else after
-    columns = epoch_columns(job.spec, [])
+    columns = epoch_columns(as_dict(job.spec), [])
     factory = request.app.state.session_factory
 
     def fragment(name: str, context: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ from api.errors import Unprocessable
 from api.jobs.schemas import JobSummary
 from api.jobs.service import to_summary
 from api.models import EpochMetric, Job, JobStatus, JobTag
+from api.ui.pages import as_dict
 from training.records import is_maximized
 
 PER_PAGE = 50
@@ -152,7 +153,7 @@ def job_table(session: Session, *, owner: str, wanted: JobFilter, per_page: int 
         if job.id in latest:
             metrics, source = latest[job.id], f"epoch {job.epoch}"
         else:
-            metrics, source = {**(result.best or {}), **(result.test or {})} if result else {}, "best"
+            metrics, source = {**as_dict(result and result.best), **as_dict(result and result.test)}, "best"
         rows.append(
             JobRow(job=summary, metrics=metrics, metrics_from=source, duration=_duration(summary, now))
         )

@@ -19,6 +19,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
+from jinja2 import Undefined
+from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.datastructures import FormData
@@ -212,7 +214,7 @@ def fmt_seconds(seconds: float | None) -> str:
 
 def fmt_number(value: Any) -> str:
     """Four significant digits for floats, as-is otherwise, '—' for nothing."""
-    if value is None:
+    if value is None or isinstance(value, Undefined):
         return "—"
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -222,6 +224,13 @@ def fmt_number(value: Any) -> str:
 def fmt_time(value: datetime | None) -> str:
     """UTC, to the second."""
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value else "—"
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """A pydantic model (a spec, an epoch record), a dict or None, as a plain JSON-ready dict."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_none=True)
+    return dict(value) if isinstance(value, dict) else {}
 
 
 def dict2query(values: dict[str, Any]) -> str:
@@ -234,4 +243,5 @@ templates.env.filters |= {
     "num": fmt_number,
     "utc": fmt_time,
     "dict2query": dict2query,
+    "as_dict": as_dict,
 }
