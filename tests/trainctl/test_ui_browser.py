@@ -50,6 +50,14 @@ def epoch_delays(data_dir: Path, job_id: str, arrivals: dict[str, float]) -> lis
     return delays
 
 
+def _text(browser: Any, css: str) -> str:
+    """An element's text, read in one step (SSE swaps replace elements between two WebDriver calls)."""
+    text = browser.execute_script(
+        "const e = document.querySelector(arguments[0]); return e && e.textContent;", css
+    )
+    return str(text or "")
+
+
 def _console_errors(browser: Any) -> list[str]:
     return [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
 
@@ -95,7 +103,7 @@ def test_dashboard_sign_in_submit_watch_compare_sign_out(
     # The epochs arrive over SSE: no reload (the marker survives), the rows grow until the job succeeds.
     browser.execute_script(ARRIVALS)
     first = _rows(browser)
-    wait.until(lambda driver: "succeeded" in driver.find_element(By.CSS_SELECTOR, ".status-line").text)
+    wait.until(lambda driver: "succeeded" in _text(driver, ".status-line"))
     wait.until(lambda driver: driver.find_elements(By.CSS_SELECTOR, "#outcome .facts"))
     arrivals = browser.execute_script("return window.__arrivals;")
     assert arrivals is not None, "the page was reloaded"
