@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from api.auth.service import create_key  # noqa: E402
-from api.config import Settings  # noqa: E402
-from api.db import scratch_database  # noqa: E402
-from api.migrate import upgrade_database  # noqa: E402
-from api.models import EpochMetric, Job, JobTag, Sweep  # noqa: E402
+from core.config import Settings  # noqa: E402
+from core.db import scratch_database  # noqa: E402
+from core.migrate import upgrade_database  # noqa: E402
+from core.models import EpochMetric, Job, JobTag, Sweep  # noqa: E402
 from training.spec import EXAMPLE_SPEC  # noqa: E402
 
 OWNER = "bench"

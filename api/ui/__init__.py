@@ -6,10 +6,10 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from api.config import Settings
 from api.ui import account, jobs, submit, sweeps
 from api.ui.pages import HERE
 from api.ui.session import SessionCodec, load_secret
+from core.config import Settings
 
 
 def install_ui(app: FastAPI, settings: Settings) -> None:

@@ -16,13 +16,13 @@ from api.events.hub import app_hub
 from api.jobs import outputs
 from api.jobs import service as jobs
 from api.jobs.schemas import JobDetail
-from api.models import JobStatus
 from api.plots import render as plot_render
 from api.plots import service as plots
 from api.ui.charts import learning_charts
 from api.ui.listing import SORTS, JobFilter, job_table
 from api.ui.live import LiveJob, job_stream
 from api.ui.pages import FormDep, HtmlRoute, UserDep, as_dict, field, redirect, render, templates
+from core.models import JobStatus
 from training.spec.dataset import DATASET_INFO, Task
 
 router = APIRouter(prefix="/ui", route_class=HtmlRoute, include_in_schema=False)
@@ -116,7 +116,7 @@ def outcome_context(session: Session, *, owner: str, job_id: str) -> dict[str, A
 
 def _job_page(request: Request, session: Session, *, owner: str, job_id: str, **extra: Any) -> Response:
     context = outcome_context(session, owner=owner, job_id=job_id)
-    records = outputs.job_metrics(session, owner=owner, job_id=job_id).items
+    records = [as_dict(record) for record in outputs.job_metrics(session, owner=owner, job_id=job_id).items]
     job: JobDetail = context["job"]
     return render(
         request,

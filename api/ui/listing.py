@@ -14,12 +14,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, func, select, tuple_
 from sqlalchemy.orm import Session
 
-from api.db import utcnow
 from api.errors import Unprocessable
 from api.jobs.schemas import JobSummary
 from api.jobs.service import to_summary
-from api.models import EpochMetric, Job, JobStatus, JobTag
 from api.ui.pages import as_dict
+from core.db import utcnow
+from core.models import EpochMetric, Job, JobStatus, JobTag
 from training.records import is_maximized
 
 PER_PAGE = 50

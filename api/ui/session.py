@@ -18,8 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.auth.service import authenticate, hash_secret
-from api.config import Settings
-from api.models import ApiKey
+from core.config import Settings
+from core.models import ApiKey
 
 COOKIE_NAME = "trainctl_session"
 CSRF_FIELD = "csrf_token"

@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from api.compare import service as compare
+from api.compare.export import comparison_csv
 from api.deps import SessionDep
-from api.models import JobStatus
 from api.plots import service as plots
 from api.sweeps import service as sweeps
 from api.ui.pages import FormDep, HtmlRoute, UserDep, redirect, render
+from core.models import JobStatus
 
 router = APIRouter(prefix="/ui", route_class=HtmlRoute, include_in_schema=False)
 
@@ -81,7 +82,7 @@ def sweep_csv(sweep_id: Id, user: UserDep, session: SessionDep, metric: Metric =
     assert user.owner is not None
     comparison = compare.compare_jobs(session, owner=user.owner, sweep_id=sweep_id, metric=metric, fields=[])
     return Response(
-        compare.comparison_csv(comparison),
+        comparison_csv(comparison),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{sweep_id}-compare.csv"'},
     )

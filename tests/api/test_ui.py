@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.auth.service import create_key, revoke_key
-from api.db import utcnow
-from api.models import ApiKey, EpochMetric, Job
+from core.db import utcnow
+from core.models import ApiKey, EpochMetric, Job
 from tests.api.conftest import epoch_record
 from training.spec import EXAMPLE_SPEC
 
@@ -247,7 +247,7 @@ def test_jobs_table_filters_sorts_and_pages(
         with app.state.session_factory() as session:
             job = session.get(Job, job_id)
             assert job is not None
-            job.result = {**(job.result or {}), "best": {"val_loss": 0.5 - index * 0.3}}
+            job.result = {**(job.result or {}), "best": {"epoch": 3, "val_loss": 0.5 - index * 0.3}}
             session.commit()
 
     def names(**query: str) -> list[str]:
