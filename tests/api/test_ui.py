@@ -364,3 +364,40 @@ def test_a_running_jobs_page_stream_sends_rows_curves_status_then_the_outcome(
     assert "train_loss from 1 at epoch 1 to 0.333333 at epoch 3" in curves[-1]
     assert "3/30" in [block for block in events if "event: status" in block][-1]
     assert "Epochs run" in events[-1] and "Delete this job" in events[-1]  # finished: delete, not cancel
+
+
+def test_sweep_page_shows_progress_groups_plot_csv_and_cancels_the_rest(
+    app: FastAPI,
+    client: TestClient,
+    signed_in: str,
+    auth_headers: dict[str, str],
+    finish_job: Callable[..., None],
+) -> None:
+    body = {"name": "act", "base": EXAMPLE_SPEC, "grid": {"activation": ["relu", "tanh"]}, "seeds": 2}
+    sweep = client.post("/v1/sweeps", json=body, headers=auth_headers).json()
+    jobs = sweep["jobs"]
+    for index, job in enumerate(jobs[:3]):  # relu × 2 and one tanh finish; the last tanh stays queued
+        finish_job(job["id"])
+        with app.state.session_factory() as session:
+            row = session.get(Job, job["id"])
+            assert row is not None
+            row.result = {**(row.result or {}), "best": {"epoch": 3, "val_loss": 0.2 + 0.1 * index}}
+            session.commit()
+    page = client.get(f"/ui/sweeps/{sweep['id']}")
+    assert page.status_code == 200
+    assert_strict_page(page)
+    assert "3 of 4 jobs finished" in page.text and "every 3s" in page.text  # live until all finish
+    groups = page.text.split('id="groups-table"', 1)[1].split("</table>", 1)[0]
+    assert groups.count("<tr") == 3 and '="relu"' in groups and '="tanh"' in groups
+    assert "★ best" in groups.split('="tanh"')[0]  # relu has the lower val_loss
+    plot = client.get(f"/ui/sweeps/{sweep['id']}/plot.png")
+    assert plot.status_code == 200 and plot.content.startswith(b"\x89PNG")
+    csv = client.get(f"/ui/sweeps/{sweep['id']}/compare.csv")
+    assert csv.status_code == 200 and len(csv.text.strip().splitlines()) == 5
+    response = client.post(
+        f"/ui/sweeps/{sweep['id']}/cancel", data={"csrf_token": signed_in}, follow_redirects=False
+    )
+    assert response.status_code == 303
+    after = client.get(f"/ui/sweeps/{sweep['id']}").text
+    assert "4 of 4 jobs finished" in after and "every 3s" not in after and "Cancel the rest" not in after
+    assert "/ui/sweeps" in client.get("/ui/sweeps").text and sweep["id"] in client.get("/ui/sweeps").text
