@@ -12,8 +12,6 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from api.compare.service import downsample
-
 Curve = list[tuple[int, float]]
 WIDTH, HEIGHT = 640, 280
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 34, 40
@@ -23,6 +21,22 @@ CHARTS = (
     ("Accuracy", ("train_accuracy", "val_accuracy")),
     ("RMSE", ("train_rmse", "val_rmse")),
 )
+
+
+def downsample(curve: Curve, points: int) -> Curve:
+    """At most `points` pairs: points // 2 buckets, each keeping its min and max (spikes survive)."""
+    if len(curve) <= points:
+        return curve
+    buckets = max(points // 2, 1)
+    size = len(curve) / buckets
+    kept: Curve = []
+    for bucket in range(buckets):
+        chunk = curve[int(bucket * size) : int((bucket + 1) * size)]
+        if chunk:
+            low = min(chunk, key=lambda pair: pair[1])
+            high = max(chunk, key=lambda pair: pair[1])
+            kept.extend(sorted({low, high}))
+    return kept
 
 
 def curves_from(records: Sequence[dict[str, Any]], fields: Sequence[str]) -> dict[str, Curve]:

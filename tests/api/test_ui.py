@@ -401,3 +401,15 @@ def test_sweep_page_shows_progress_groups_plot_csv_and_cancels_the_rest(
     after = client.get(f"/ui/sweeps/{sweep['id']}").text
     assert "4 of 4 jobs finished" in after and "every 3s" not in after and "Cancel the rest" not in after
     assert "/ui/sweeps" in client.get("/ui/sweeps").text and sweep["id"] in client.get("/ui/sweeps").text
+
+
+def test_charts_keep_spikes_and_at_most_the_asked_points() -> None:
+    from api.ui.charts import downsample, line_chart
+
+    curve = [(epoch, 1.0 / epoch) for epoch in range(1, 2001)]
+    curve[1234] = (1235, 50.0)  # a spike
+    kept = downsample(curve, 400)
+    assert len(kept) <= 400 and (1235, 50.0) in kept and kept == sorted(kept)
+    assert downsample(curve[:10], 400) == curve[:10]
+    svg = line_chart({"val_loss": curve}, title="Loss", chart_id="c")
+    assert "(log scale)" in svg and svg.count("<polyline") == 1 and "to 5e-04 at epoch 2000" in svg
