@@ -157,19 +157,28 @@ class StackedNetwork:
         return x.unflatten(1, (replicas, -1)).flatten(2).transpose(0, 1)
 
 
+def _settings(optimizer: torch.optim.Optimizer, group: dict[str, Any]) -> dict[str, Any]:
+    """A parameter group's settings a constructor takes (not a scheduler's initial_lr)."""
+    accepted = inspect.signature(type(optimizer)).parameters
+    return {k: v for k, v in group.items() if k in accepted and k != "params"}
+
+
 def _hyperparameters(optimizer: torch.optim.Optimizer) -> str:
-    """The optimizer's class and its one parameter group's settings (learning rate included)."""
-    (group,) = optimizer.param_groups
-    return repr((type(optimizer), sorted((k, repr(v)) for k, v in group.items() if k != "params")))
+    """The optimizer's class and its parameter groups' settings (learning rates included)."""
+    groups = [
+        sorted((k, repr(v)) for k, v in _settings(optimizer, g).items()) for g in optimizer.param_groups
+    ]
+    return repr((type(optimizer), groups))
 
 
 class JointOptimizers:
     """Steps the replicas' own optimizers as few torch optimizers as their settings allow: one for all
-    replicas whose optimizer class and settings (learning rate included) agree.
+    replicas whose optimizer class and settings (learning rates included) agree.
 
-    A joint optimizer shares each parameter's state dict with the replica's own optimizer, so the
-    replica's state_dict (checkpoints) and schedulers (which set its learning rate) stay its own.
-    Optimizers are element-wise: stepping a joint list is stepping each replica on its own.
+    A joint optimizer has the replicas' parameter groups side by side and shares each parameter's state
+    dict with the replica's own optimizer, so the replica's state_dict (checkpoints) and schedulers (which
+    set its learning rate) stay its own. Optimizers are element-wise: stepping a joint list is stepping
+    each replica on its own.
     """
 
     def __init__(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
@@ -178,17 +187,22 @@ class JointOptimizers:
             by_settings.setdefault(_hyperparameters(optimizer), []).append(optimizer)
         self.joint: list[torch.optim.Optimizer] = []
         for same in by_settings.values():
+            first = same[0]
             if len(same) == 1:
-                self.joint.append(same[0])
+                self.joint.append(first)
                 continue
-            (group,) = same[0].param_groups
-            accepted = inspect.signature(type(same[0])).parameters  # not a scheduler's initial_lr
-            settings = {k: v for k, v in group.items() if k in accepted and k != "params"}
-            params = [p for optimizer in same for p in optimizer.param_groups[0]["params"]]
-            joint = type(same[0])(params, **settings)
+            groups = [
+                {
+                    **_settings(first, group),
+                    "params": [p for o in same for p in o.param_groups[index]["params"]],
+                }
+                for index, group in enumerate(first.param_groups)
+            ]
+            joint = type(first)(groups, **_settings(first, first.param_groups[0]))
             for optimizer in same:
-                for param in optimizer.param_groups[0]["params"]:
-                    joint.state[param] = optimizer.state[param]  # one state dict, two owners
+                for group in optimizer.param_groups:
+                    for param in group["params"]:
+                        joint.state[param] = optimizer.state[param]  # one state dict, two owners
             self.joint.append(joint)
 
     def zero_grad(self) -> None:

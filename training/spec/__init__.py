@@ -37,6 +37,7 @@ from training.spec.job import (
     Monitor,
     Precision,
     Training,
+    final_checkpoint,
     network_misfit,
 )
 from training.spec.lint import SpecWarning, count_parameters, lint
@@ -57,6 +58,7 @@ from training.spec.network import (
     Pooling,
     RNNCell,
     RNNNetwork,
+    TargetScaling,
     UniformInit,
 )
 from training.spec.optimizer import (
@@ -135,6 +137,7 @@ __all__ = [
     "StepSchedule",
     "SyntheticDataset",
     "SyntheticDatasetSpec",
+    "TargetScaling",
     "Task",
     "Training",
     "UniformInit",
@@ -145,6 +148,7 @@ __all__ = [
     "dataset_info",
     "describe_errors",
     "example_kind",
+    "final_checkpoint",
     "lint",
     "network_misfit",
 ]
