@@ -6,6 +6,7 @@ early drop out, and n says so). Downsampling picks one set of epochs for every g
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -29,8 +30,7 @@ class Band(BaseModel):
 
 def aligned_epochs(runs: Iterable[Run], points: int | None) -> list[int]:
     """Every epoch any run recorded, or at most `points` of them evenly spaced (first and last kept)."""
-    arrays = [np.asarray(epochs, dtype=np.int64) for epochs, _values in runs]
-    epochs = np.unique(np.concatenate(arrays)) if arrays else np.zeros(0, dtype=np.int64)
+    epochs = np.unique(np.fromiter(itertools.chain.from_iterable(e for e, _v in runs), np.int64))
     if points is not None and len(epochs) > points:
         epochs = epochs[np.unique(np.round(np.linspace(0, len(epochs) - 1, max(points, 2))).astype(int))]
     return [int(epoch) for epoch in epochs]
@@ -40,11 +40,15 @@ def band(runs: Sequence[Run], epochs: Sequence[int]) -> Band:
     """The band of `runs` at `epochs` (values at other epochs are ignored), without epochs where n = 0."""
     kept = np.asarray(epochs, dtype=np.int64)
     table = np.full((len(runs), len(kept)), np.nan)
-    for row, (run_epochs, values) in enumerate(runs):
-        at = np.asarray(run_epochs, dtype=np.int64)
-        columns = np.searchsorted(kept, at)
-        hit = (columns < len(kept)) & (kept[np.minimum(columns, len(kept) - 1)] == at)
-        table[row, columns[hit]] = np.asarray(values, dtype=float)[hit]
+    lengths = [len(run_epochs) for run_epochs, _values in runs]
+    if kept.size and sum(lengths):
+        # All runs in one go: a Python loop over a thousand runs costs more than the statistics.
+        at = np.fromiter(itertools.chain.from_iterable(e for e, _v in runs), np.int64, sum(lengths))
+        values = np.array(list(itertools.chain.from_iterable(v for _e, v in runs)), dtype=float)
+        rows = np.repeat(np.arange(len(runs)), lengths)
+        columns = np.minimum(np.searchsorted(kept, at), len(kept) - 1)
+        hit = kept[columns] == at
+        table[rows[hit], columns[hit]] = values[hit]
     table[~np.isfinite(table)] = np.nan
     n = np.sum(~np.isnan(table), axis=0)
     present = n > 0
