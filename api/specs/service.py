@@ -22,10 +22,10 @@ from training.spec import (
     Task,
     UploadedDatasetSpec,
     count_parameters,
-    dataset_shape,
+    data_kind,
+    dataset_info,
     lint,
 )
-from training.spec.dataset import dataset_kind
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,8 @@ def resolve_data_shape(session: Session, *, owner: str, spec: JobSpec) -> DataSh
         )
     if isinstance(dataset, UploadedDatasetSpec):
         return _uploaded_shape(session, owner=owner, spec=spec, dataset_id=dataset.id)
-    info = dataset_shape(spec)
-    kind = dataset_kind(dataset)
+    info = dataset_info(dataset)
+    kind = data_kind(dataset)
     if info is None or kind is None:  # unreachable while every named dataset is in DATASET_INFO
         raise Unprocessable.for_field("spec.dataset", "the service does not know this dataset's shape")
     example_shape: tuple[int, ...] = (info.features,)
@@ -128,9 +128,7 @@ def check_spec(
     shape = resolve_data_shape(session, owner=owner, spec=spec)
     parameters = check_limits(spec, shape=shape, settings=settings)
     sequence_length = shape.example_shape[0] if shape.kind == "sequence" else None
-    warnings = lint(
-        spec, feature_scale=shape.feature_scale, data_kind=shape.kind, sequence_length=sequence_length
-    )
+    warnings = lint(spec, feature_scale=shape.feature_scale, sequence_length=sequence_length)
     return shape, parameters, warnings
 
 
