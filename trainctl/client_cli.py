@@ -36,13 +36,13 @@ from trainctl.cli_common import (
     read_spec,
 )
 from trainctl.client import FINISHED, TrainctlError
-from trainctl.sweep_cli import compare, sweep
+from trainctl.sweep_cli import add_seeds, compare, sweep
 from training.records import is_maximized
 
 
 def register_client_commands(app: typer.Typer) -> None:
     """Add the client commands to the `trainctl` app."""
-    for command in (submit, status, watch, metrics, compare, sweep, download, plot, cancel):
+    for command in (submit, status, watch, metrics, compare, sweep, add_seeds, download, plot, cancel):
         app.command(rich_help_panel="Client")(command)
 
 

@@ -73,6 +73,9 @@ def groups_table(result: dict[str, Any], metric: str) -> RichTable:
     for header in ("p (Holm)", "g"):
         table.add_column(header, justify="right")
     table.add_column("vs ★")
+    target = result.get("target")
+    if target:
+        table.add_column(f"epochs to {target}", justify="right", overflow="fold")
     for index, group in enumerate(groups):
         is_best = index == best
         stats = (group.get("metrics") or {}).get(metric)
@@ -85,6 +88,13 @@ def groups_table(result: dict[str, Any], metric: str) -> RichTable:
         else:
             g = test.get("hedges_g")
             cells += [p_value(test.get("p_holm")), "-" if g is None else f"{g:.2f}", verdict(test)]
+        if target:
+            reached = (group.get("metrics") or {}).get("epochs_to_target") or {}
+            counted = len(group.get("seeds") or [])
+            mean = reached.get("mean")
+            cells.append(
+                f"never (0/{counted})" if mean is None else f"{num(mean, 3)} ({reached['n']}/{counted})"
+            )
         table.add_row(*cells, style="bold green" if is_best else None)
     return table
 

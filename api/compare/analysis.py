@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from api.compare.bands import Band, Run, bands
+from api.compare.bands import Band, Run, aligned_epochs, band
 from api.compare.effects import Effects, grid_effects
 from api.compare.stats import Mode, PairTest, Sample, best_vs_others, pick_best, summarize
 
@@ -60,6 +60,7 @@ class Analysis:
     effects: Effects | None
     warnings: list[CompareWarning]
     bands: dict[str, list[Band]]
+    epochs: dict[str, list[int]]  # per field: the epochs kept, the same for every group and job
 
 
 def split_key(spec: dict[str, Any]) -> str:
@@ -170,14 +171,18 @@ def analyze(
     chosen = list(swept) if swept is not None else list(dict.fromkeys(p for g in groups for p in g.key))
     best = pick_best([summarize(sample.values) for sample in samples], mode)
     tests = [] if best is None else best_vs_others(samples, best=best, mode=mode, alpha=alpha)
-    curves = {
-        name: bands(
-            [
-                [member.curves[name] for member in group.finished() if name in member.curves]
-                for group in groups
-            ],
+    epochs = {
+        name: aligned_epochs(
+            (member.curves[name] for group in groups for member in group.members if name in member.curves),
             points,
         )
+        for name in fields
+    }
+    curves = {
+        name: [
+            band([member.curves[name] for member in group.finished() if name in member.curves], epochs[name])
+            for group in groups
+        ]
         for name in fields
     }
     return Analysis(
@@ -186,4 +191,5 @@ def analyze(
         effects=_effects(groups, chosen, levels or {}),
         warnings=_warnings(groups, samples, chosen),
         bands=curves,
+        epochs=epochs,
     )

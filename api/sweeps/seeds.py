@@ -11,13 +11,13 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.config import Settings
 from api.errors import Unprocessable
 from api.jobs.service import check_queue_quota, new_job_row, publish_job
-from api.models import Job, JobStatus, Sweep
 from api.specs.service import check_spec
-from api.sweeps.schemas import MAX_SEEDS
+from api.sweeps.schemas import MAX_SEEDS, SeedsAdded
 from api.sweeps.service import SEED_PATH, _detail, _owned_sweep, set_path, sweep_jobs
+from core.config import Settings
+from core.models import Job, JobStatus, Sweep
 from training.spec import JobSpec
 
 # A failed or cancelled run left no result: its seed is missing and runs again.
@@ -44,13 +44,13 @@ def _spec_for(sweep: Sweep, point: dict[str, Any], seed: int, template: dict[str
 
 def add_seeds(
     session: Session, *, owner: str, sweep_id: str, seeds: int, settings: Settings, celery_app: Celery
-) -> tuple[Any, int]:
-    """(the sweep, jobs added): every grid point gets seeds base + 0 … seeds − 1; existing live runs stay."""
+) -> SeedsAdded:
+    """Give every grid point seeds base + 0 … seeds − 1, creating jobs only where no live job has the seed."""
+    if not 1 <= seeds <= MAX_SEEDS:
+        raise Unprocessable.for_field("seeds", f"must be between 1 and {MAX_SEEDS}")
     sweep = _owned_sweep(session, owner=owner, sweep_id=sweep_id)
     if session.get_bind().dialect.name == "postgresql":  # two concurrent requests must not both add
         session.scalar(select(Sweep).where(Sweep.id == sweep_id).with_for_update())
-    if not 1 <= seeds <= MAX_SEEDS:
-        raise Unprocessable.for_field("seeds", f"must be between 1 and {MAX_SEEDS}")
     points = [
         dict(zip(sweep.grid, values, strict=True)) for values in itertools.product(*sweep.grid.values())
     ]
@@ -98,4 +98,5 @@ def add_seeds(
     session.commit()
     for job in added:
         publish_job(celery_app, job, settings=settings)
-    return _detail(sweep, sweep_jobs(session, sweep_id=sweep_id)), len(added)
+    detail = _detail(sweep, sweep_jobs(session, sweep_id=sweep_id))
+    return SeedsAdded(**dict(detail), added=[job.id for job in added])
