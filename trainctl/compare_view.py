@@ -62,20 +62,21 @@ def groups_table(result: dict[str, Any], metric: str) -> RichTable:
         title=f"compare by {metric}: mean ± 95% CI; vs ★: Holm's p, Hedges' g, verdict at alpha {alpha:g}",
         title_justify="left",
         box=box.SIMPLE_HEAD,
-        width=TABLE_WIDTH if len(columns) > 2 else None,
         pad_edge=False,
+        collapse_padding=True,
     )
     table.add_column("")
     for column in columns:
         table.add_column(column, overflow="fold")
-    table.add_column("n", justify="right")
-    table.add_column(f"{metric} mean ± CI", justify="right")
+    # Numbers and verdicts never wrap; the differing fields' names and values fold instead.
+    table.add_column("n", justify="right", no_wrap=True)
+    table.add_column(f"{metric} mean ± CI", justify="right", no_wrap=True)
     for header in ("p (Holm)", "g"):
-        table.add_column(header, justify="right")
-    table.add_column("vs ★")
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("vs ★", no_wrap=True)
     target = result.get("target")
     if target:
-        table.add_column(f"epochs to {target}", justify="right", overflow="fold")
+        table.add_column(f"epochs to {target}", justify="right", overflow="fold", min_width=9)
     for index, group in enumerate(groups):
         is_best = index == best
         stats = (group.get("metrics") or {}).get(metric)
@@ -110,9 +111,12 @@ def effects_table(result: dict[str, Any]) -> RichTable | None:
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
+        collapse_padding=True,
     )
-    for header, justify in (("term", "left"), ("contrast", "left"), ("effect", "right"), ("95% CI", "right")):
-        table.add_column(header, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    table.add_column("term", overflow="fold")
+    table.add_column("contrast", no_wrap=True)
+    table.add_column("effect", justify="right", no_wrap=True)
+    table.add_column("95% CI", justify="right", no_wrap=True)
     for effect in effects["effects"]:
         low, high = effect.get("ci_low"), effect.get("ci_high")
         interval = "-" if low is None or high is None else f"[{num(low, 3)}, {num(high, 3)}]"

@@ -26,7 +26,7 @@ from trainctl.cli_common import (
     read_spec,
 )
 from trainctl.client import FINISHED, Client
-from trainctl.compare_view import effects_table, groups_table
+from trainctl.compare_view import TABLE_WIDTH, effects_table, groups_table
 from trainctl.compare_view import notes as compare_notes
 from training.records import is_maximized
 
@@ -156,12 +156,17 @@ def _value(metrics: dict[str, Any] | None, name: str) -> Any:
     return (metrics or {}).get(name)
 
 
+def is_grouped(result: dict[str, Any]) -> bool:
+    """Whether any configuration ran more than once: then rows are seed groups, not jobs."""
+    return any(group.get("n", 1) > 1 for group in result.get("groups") or [])
+
+
 def compare_table(result: dict[str, Any], metric: str) -> tuple[RichTable, list[str]]:
     """The comparison as a rich table (one row per seed group when any group has n > 1) and notes."""
     jobs = result.get("jobs", [])
     groups = result.get("groups") or []
     notes: list[str] = []
-    if any(group.get("n", 1) > 1 for group in groups):
+    if is_grouped(result):
         if not any(group.get("key") for group in groups) and len(jobs) > 1:
             notes.append("note: the specs are identical but for the seed; only chance separates them.")
         return groups_table(result, metric), notes
@@ -213,9 +218,7 @@ def compare(
     metric: Annotated[str, typer.Option(help="The metric that ranks jobs and groups.")] = "val_loss",
     mode: Annotated[str | None, typer.Option(help="min or max (default: the server's choice).")] = None,
     target: Annotated[str | None, typer.Option(help="Count epochs to reach it, e.g. 'val_loss<0.3'.")] = None,
-    alpha: Annotated[
-        float, typer.Option(min=0, max=1, min_open=True, max_open=True, help="Significance level.")
-    ] = 0.05,
+    alpha: Annotated[float, typer.Option(help="Significance level of the verdicts (0 < alpha < 1).")] = 0.05,
     csv: Annotated[bool, typer.Option("--csv", help="Print a flat CSV table (every field) instead.")] = False,
     table: Annotated[
         str, typer.Option(help="With --csv: jobs, groups (statistics and tests), effects or bands.")
@@ -229,6 +232,8 @@ def compare(
         raise die("give job ids or --sweep ID (one of them)", EXIT_USAGE)
     if mode is not None and mode not in {"min", "max"}:
         raise die("--mode must be min or max", EXIT_USAGE)
+    if not 0 < alpha < 1:
+        raise die("--alpha must be between 0 and 1, e.g. 0.05", EXIT_USAGE)
     if table not in CSV_TABLES:
         raise die(f"--table must be one of {', '.join(CSV_TABLES)}", EXIT_USAGE)
     params = {"metric": metric, "mode": mode, "target": target, "alpha": alpha}
@@ -248,10 +253,11 @@ def compare(
         more = f" (+{len(common) - 8} more)" if len(common) > 8 else ""
         console.print(f"common: {shown}{more}")
     grid, notes = compare_table(result, metric)
-    console.print(grid)
+    narrow = min(console.width, TABLE_WIDTH)  # seed groups fit 100 columns; per-job rows may be wider
+    console.print(grid, width=narrow if is_grouped(result) else None)
     effects = effects_table(result)
     if effects is not None:
-        console.print(effects)
+        console.print(effects, width=narrow)
     for note in [*notes, *compare_notes(result, sweep_id)]:
         console.print(note)
 
