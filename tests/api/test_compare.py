@@ -225,6 +225,8 @@ def test_long_curves_keep_the_same_epochs_for_every_group_and_job(
     for job_id in ids:
         kept = [epoch for epoch, _value in result["curves"][job_id]["val_loss"]]
         assert kept == [epoch for epoch in band["epochs"] if epoch <= (100 if job_id == ids[0] else 60)]
+    plot = client.get(f"/v1/compare/plot.png?jobs={','.join(ids)}", headers=auth_headers)
+    assert plot.status_code == 200 and plot.content.startswith(b"\x89PNG")  # the band, ▼ where n drops
 
 
 def test_spec_diff_flattens_nested_fields() -> None:
