@@ -364,7 +364,7 @@ class Client:
         path: str | Path = "compare.png",
         **params: Any,
     ) -> Path:
-        """Save overlaid learning curves of jobs (or a sweep), mean ± std per seed group, as PNG."""
+        """Save overlaid learning curves of jobs (or a sweep), mean and 95% CI band per seed group, as PNG."""
         query = self._selection(jobs, sweep) | {"metric": metric}
         query |= {k: v for k, v in params.items() if v is not None}
         return self._save("/v1/compare/plot.png", path, params=query)

@@ -184,7 +184,7 @@ def plot(
     url: UrlOption = None,
     key: KeyOption = None,
 ) -> None:
-    """Save a PNG: learning curves (mean ± std per seed group), or one job's gradients or saturation."""
+    """Save a PNG: learning curves (mean and 95% CI per seed group), or one job's gradients or saturation."""
     if kind not in {"curves", "gradients", "saturation"}:
         raise die("--kind must be curves, gradients or saturation", EXIT_USAGE)
     if kind != "curves" and (sweep_id or len(job_ids or []) != 1):
