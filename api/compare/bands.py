@@ -11,9 +11,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
-from scipy import stats
 
-from api.compare.stats import CONFIDENCE
+from api.compare.stats import t_critical
 
 Run = tuple[Sequence[int], Sequence[float | None]]  # one run's (epochs, values), None for missing
 
@@ -57,7 +56,8 @@ def band(runs: Sequence[Run], epochs: Sequence[int]) -> Band:
         mean = np.nanmean(table, axis=0) if len(kept) else np.zeros(0)
         deviations = np.where(np.isnan(table), 0.0, table - mean)
         std = np.sqrt(np.sum(deviations**2, axis=0) / (n - 1))
-        half = stats.t.ppf(0.5 + CONFIDENCE / 2, np.maximum(n - 1, 1)) * std / np.sqrt(n)
+        critical = np.array([t_critical(int(df)) for df in np.maximum(n - 1, 1)])
+        half = critical * std / np.sqrt(n)
     low = [float(m - h) if count >= 2 else None for m, h, count in zip(mean, half, n, strict=True)]
     high = [float(m + h) if count >= 2 else None for m, h, count in zip(mean, half, n, strict=True)]
     return Band(epochs=kept.tolist(), mean=mean.tolist(), ci_low=low, ci_high=high, n=n.tolist())

@@ -17,9 +17,8 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
-from scipy import stats
 
-from api.compare.stats import CONFIDENCE, finite
+from api.compare.stats import finite, t_critical
 
 
 class Effect(BaseModel):
@@ -106,7 +105,7 @@ def grid_effects(
             update={"reason": f"not a full grid: {filled} of {math.prod(shape)} combinations have results"}
         )
     effects = []
-    critical = float(stats.t.ppf(0.5 + CONFIDENCE / 2, residual_df)) if variance is not None else None
+    critical = t_critical(residual_df) if variance is not None else None
     terms = [(i,) for i in range(len(fields))] + list(itertools.combinations(range(len(fields)), 2))
     for term in terms:
         for chosen in itertools.product(*(range(1, shape[i]) for i in term)):

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.dialects.postgresql import aggregate_order_by, array_agg
-from sqlalchemy.orm import Session, lazyload
+from sqlalchemy.orm import Session, defer, lazyload
 
 from api.compare.bands import Run
 from api.compare.groups import finite_number
@@ -23,8 +23,8 @@ def selected_jobs(
     """The owner's jobs named by id (in that order) or made by the sweep (in grid order); 404 otherwise."""
     if (job_ids is None) == (sweep_id is None):
         raise Unprocessable.for_field("jobs", "give either jobs=ID,ID,... or sweep=ID")
-    # Compare never shows tags: skip the second query that would load them for a thousand jobs.
-    columns = select(Job).options(lazyload(Job.tags)).where(Job.owner == owner)
+    # Compare never shows tags or lint warnings: skip loading (and JSON-decoding) them for a thousand jobs.
+    columns = select(Job).options(lazyload(Job.tags), defer(Job.warnings)).where(Job.owner == owner)
     if sweep_id is not None:
         sweep = session.scalar(select(Sweep).where(Sweep.id == sweep_id, Sweep.owner == owner))
         if sweep is None:

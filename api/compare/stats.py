@@ -6,6 +6,7 @@ Pure functions over numbers (numpy + scipy.stats; no FastAPI, no database). Inte
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ CONFIDENCE = 0.95
 TARGET_POWER = 0.8
 MAX_SEEDS_ESTIMATE = 1000
 MIN_SEEDS_TO_TEST = 2
+Z_CRITICAL = float(stats.norm.ppf(0.5 + CONFIDENCE / 2))  # for the normal-approximation CI of g
 Mode = Literal["min", "max"]
 TestKind = Literal["welch", "paired"]
 
@@ -91,9 +93,15 @@ def finite(values: Sequence[float]) -> np.ndarray:
     return array[np.isfinite(array)]
 
 
+@functools.lru_cache(maxsize=4096)
+def t_critical(df: float, confidence: float = CONFIDENCE) -> float:
+    """The two-sided Student-t quantile t(1 − (1 − c)/2, df), remembered: a compare asks for few dfs often."""
+    return float(stats.t.ppf(0.5 + confidence / 2, df))
+
+
 def t_half_width(std: float, n: int, confidence: float = CONFIDENCE) -> float:
     """Half-width of the Student-t CI of a mean: t(1 − (1 − c)/2, n − 1) · std / √n."""
-    return float(stats.t.ppf(0.5 + confidence / 2, n - 1) * std / math.sqrt(n))
+    return t_critical(n - 1, confidence) * std / math.sqrt(n)
 
 
 def summarize(values: Sequence[float]) -> Summary:
@@ -290,8 +298,7 @@ def compare_pair(best: Sample, other: Sample, *, best_index: int, other_index: i
     if min(len(a), len(b)) < MIN_SEEDS_TO_TEST:
         return empty
     result, g, g_se = paired(a, b) if is_paired else welch(a, b)
-    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, result.df) * result.se)
-    z = float(stats.norm.ppf(0.5 + CONFIDENCE / 2))
+    half = t_critical(result.df) * result.se
     return empty.model_copy(
         update={
             "test": "paired" if is_paired else "welch",
@@ -303,8 +310,8 @@ def compare_pair(best: Sample, other: Sample, *, best_index: int, other_index: i
             "t": result.t if math.isfinite(result.t) else None,
             "p": result.p,
             "hedges_g": g,
-            "g_ci_low": None if g is None or g_se is None else g - z * g_se,
-            "g_ci_high": None if g is None or g_se is None else g + z * g_se,
+            "g_ci_low": None if g is None or g_se is None else g - Z_CRITICAL * g_se,
+            "g_ci_high": None if g is None or g_se is None else g + Z_CRITICAL * g_se,
         }
     )
 
