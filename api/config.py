@@ -48,6 +48,14 @@ class Settings(BaseSettings):
     max_epochs: int = Field(10_000, description="Most epochs a job may ask for.")
     max_upload_bytes: int = Field(50 * 1024 * 1024, description="Largest dataset upload.")
     max_dataset_rows: int = Field(1_000_000, description="Most rows in an uploaded dataset.")
+    max_dataset_features: int = Field(
+        65_536,
+        ge=1,
+        description="Most numbers per example of an upload (time steps × features for sequences).",
+    )
+    max_dataset_bytes: int = Field(
+        512 * 1024 * 1024, ge=1, description="Largest upload once decompressed (its arrays X and y together)."
+    )
     max_request_bytes: int = Field(
         64 * 1024 * 1024, description="Largest request body of any kind; keep it above max_upload_bytes."
     )

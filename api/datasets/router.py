@@ -21,7 +21,10 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
     summary="Upload a dataset",
     description="Multipart upload of a CSV with a header row (target: the last column, or `target`) or an "
     ".npz holding arrays X and y (read without pickle). The size is checked before parsing "
-    "(TRAINCTL_MAX_UPLOAD_BYTES → 413); a file that cannot be used is a 422 naming `file`. "
+    "(TRAINCTL_MAX_UPLOAD_BYTES → 413), then rows, numbers per example and decompressed size from the "
+    ".npz headers, or CSV rows as they arrive, before any data is unpacked (TRAINCTL_MAX_DATASET_ROWS, "
+    "TRAINCTL_MAX_DATASET_FEATURES, TRAINCTL_MAX_DATASET_BYTES); a file that cannot be used is a 422 naming "
+    "`file`. "
     'Train on it with `"dataset": {"id": "<id>"}`.',
     response_model=DatasetOut,
     responses=problem_responses(413),
@@ -36,10 +39,7 @@ def post_dataset(
     task: Annotated[Task | None, Form(description="Override the inferred task.")] = None,
 ) -> DatasetOut:
     """Upload a dataset."""
-    limit = settings.max_upload_bytes
-    data = file.file.read(limit + 1)  # one byte over is enough to know it is too large
-    if len(data) > limit:
-        raise service.upload_too_large(limit)
+    data = service.read_upload(file.file, settings.max_upload_bytes)
     return service.upload_dataset(
         session,
         owner=owner,
