@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def host_memory_bytes() -> int:
+    """Physical memory, or the container's cgroup limit where that is lower."""
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        return physical
+    return min(physical, int(limit)) if limit.isdigit() else physical
 
 
 class Settings(BaseSettings):
@@ -45,6 +56,12 @@ class Settings(BaseSettings):
 
     # Limits (the service's own; the spec has hard ceilings above these).
     max_parameters: int = Field(10_000_000, description="Largest network, in trainable parameters.")
+    max_job_memory: int | None = Field(
+        None,
+        ge=1,
+        description="Largest estimated peak memory of one job, in bytes (default: half of this host's "
+        "memory; set it to a worker host's memory per job slot where workers run elsewhere).",
+    )
     max_epochs: int = Field(10_000, description="Most epochs a job may ask for.")
     max_upload_bytes: int = Field(50 * 1024 * 1024, description="Largest dataset upload.")
     max_dataset_rows: int = Field(1_000_000, description="Most rows in an uploaded dataset.")
@@ -69,6 +86,11 @@ class Settings(BaseSettings):
         1.0, ge=0.05, description="Seconds between database reads of the shared live-events poller."
     )
     events_keepalive: float = Field(15.0, gt=0, description="Seconds between keep-alive comments on events.")
+
+    @property
+    def resolved_max_job_memory(self) -> int:
+        """The per-job memory limit, defaulting to half of this host's (or container's) memory."""
+        return self.max_job_memory or host_memory_bytes() // 2
 
     @property
     def resolved_database_url(self) -> str:
