@@ -13,6 +13,7 @@ from sklearn.model_selection import train_test_split
 from training.spec import (
     DIGITS_IMAGE,
     BuiltinDatasetSpec,
+    DataKind,
     DatasetSpec,
     FileDatasetSpec,
     InputScaling,
@@ -20,6 +21,7 @@ from training.spec import (
     SyntheticDatasetSpec,
     Task,
     UploadedDatasetSpec,
+    example_kind,
 )
 from training.tabular import DatasetError, Table, make_table, read_dataset
 
@@ -193,6 +195,16 @@ class Splits:
     feature_scale: float  # largest |x| of the raw training features, for lint
     feature_names: list[str]
     class_labels: list[str] | None
+
+    @property
+    def kind(self) -> DataKind:
+        """table, sequence or image."""
+        return example_kind(self.input_shape)
+
+    @property
+    def sequence_length(self) -> int | None:
+        """Time steps per example, for sequences."""
+        return self.input_shape[0] if self.kind == "sequence" else None
 
 
 def _split(

@@ -23,10 +23,10 @@ from training.spec import (
     Task,
     UploadedDatasetSpec,
     count_parameters,
-    dataset_shape,
+    data_kind,
+    dataset_info,
     lint,
 )
-from training.spec.dataset import dataset_kind
 from training.spec.memory import MemoryEstimate, dataset_rows, estimate_memory, format_bytes
 
 
@@ -82,8 +82,8 @@ def resolve_data_shape(session: Session, *, owner: str, spec: JobSpec) -> DataSh
         )
     if isinstance(dataset, UploadedDatasetSpec):
         return _uploaded_shape(session, owner=owner, spec=spec, dataset_id=dataset.id)
-    info = dataset_shape(spec)
-    kind = dataset_kind(dataset)
+    info = dataset_info(dataset)
+    kind = data_kind(dataset)
     rows = dataset_rows(spec)
     if info is None or kind is None or rows is None:  # unreachable while every named dataset is known
         raise Unprocessable.for_field("spec.dataset", "the service does not know this dataset's shape")
@@ -173,9 +173,7 @@ def check_spec(
     shape = resolve_data_shape(session, owner=owner, spec=spec)
     parameters, _memory = check_limits(spec, shape=shape, settings=settings)
     sequence_length = shape.example_shape[0] if shape.kind == "sequence" else None
-    warnings = lint(
-        spec, feature_scale=shape.feature_scale, data_kind=shape.kind, sequence_length=sequence_length
-    )
+    warnings = lint(spec, feature_scale=shape.feature_scale, sequence_length=sequence_length)
     return shape, parameters, warnings
 
 

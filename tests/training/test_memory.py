@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from training.spec import DATASET_INFO, JobSpec, count_parameters
-from training.spec.dataset import dataset_kind
+from training.spec.dataset import data_kind
 from training.spec.memory import MemoryEstimate, dataset_rows, estimate_memory
 
 # Runs fit() in a fresh process and prints the growth of its peak RSS over its warm, idle size.
@@ -19,7 +19,8 @@ import json, sys, tempfile
 from pathlib import Path
 import torch
 torch.set_num_threads(1)
-from training.loop import fit, warm_up
+from training.device import warm_up
+from training.loop import fit
 from training.spec import JobSpec
 
 def status(key):
@@ -40,7 +41,7 @@ def estimate(raw: dict[str, Any]) -> MemoryEstimate:
     """The estimate for a spec on a named dataset."""
     spec = JobSpec.model_validate(raw)
     info = DATASET_INFO[str(getattr(spec.dataset, "name", ""))]
-    kind = dataset_kind(spec.dataset)
+    kind = data_kind(spec.dataset)
     shape = (getattr(spec.dataset, "length", 1), info.features) if kind == "sequence" else (info.features,)
     per_step = spec.network.type == "rnn"
     features = shape[-1] if per_step else shape[0] * shape[-1] if kind == "sequence" else info.features

@@ -13,6 +13,7 @@ from training.spec.dataset import (
     DIGITS_IMAGE,
     BuiltinDataset,
     BuiltinDatasetSpec,
+    DataKind,
     DatasetInfo,
     DatasetSpec,
     FileDatasetSpec,
@@ -23,18 +24,21 @@ from training.spec.dataset import (
     SyntheticDatasetSpec,
     Task,
     UploadedDatasetSpec,
+    data_kind,
+    dataset_info,
+    example_kind,
 )
 from training.spec.errors import FieldError, describe_errors
 from training.spec.job import (
-    MAXIMIZED_METRICS,
     EarlyStopping,
     Generalization,
     JobSpec,
     Loss,
     Monitor,
     Training,
+    network_misfit,
 )
-from training.spec.lint import SpecWarning, count_parameters, dataset_shape, lint
+from training.spec.lint import SpecWarning, count_parameters, lint
 from training.spec.network import (
     ACTIVATION_ALIASES,
     RELU_TYPE,
@@ -55,7 +59,6 @@ from training.spec.network import (
     UniformInit,
 )
 from training.spec.optimizer import (
-    OPTIMIZER_NAMES,
     SGD,
     Adagrad,
     Adam,
@@ -78,12 +81,10 @@ __all__ = [
     "DATASET_INFO",
     "DIGITS_IMAGE",
     "EXAMPLE_SPEC",
-    "MAXIMIZED_METRICS",
     "MAX_EPOCHS",
     "MAX_HIDDEN_LAYERS",
     "MAX_LAYER_WIDTH",
     "MAX_SAMPLES",
-    "OPTIMIZER_NAMES",
     "RELU_TYPE",
     "SGD",
     "SIGMOID_TYPE",
@@ -96,6 +97,7 @@ __all__ = [
     "CNNNetwork",
     "Clipping",
     "CosineSchedule",
+    "DataKind",
     "DatasetInfo",
     "DatasetSpec",
     "EarlyStopping",
@@ -137,7 +139,10 @@ __all__ = [
     "UploadedDatasetSpec",
     "ValueClipping",
     "count_parameters",
-    "dataset_shape",
+    "data_kind",
+    "dataset_info",
     "describe_errors",
+    "example_kind",
     "lint",
+    "network_misfit",
 ]

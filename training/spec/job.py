@@ -12,7 +12,7 @@ from pydantic import (
 )
 
 from training.spec.base import MAX_EPOCHS, MAX_SAMPLES, SpecModel
-from training.spec.dataset import DatasetSpec, dataset_kind
+from training.spec.dataset import BuiltinDataset, BuiltinDatasetSpec, DataKind, DatasetSpec, data_kind
 from training.spec.network import (
     ACTIVATION_ALIASES,
     Activation,
@@ -35,9 +35,6 @@ class Monitor(StrEnum):
     val_accuracy = "val_accuracy"
     val_rmse = "val_rmse"
     train_loss = "train_loss"
-
-
-MAXIMIZED_METRICS = frozenset({"val_accuracy", "train_accuracy"})
 
 
 class EarlyStopping(SpecModel):
@@ -156,7 +153,9 @@ class JobSpec(SpecModel):
 
     @model_validator(mode="after")
     def _network_fits_options(self) -> JobSpec:
-        network, kind = self.network, dataset_kind(self.dataset)
+        network, kind = self.network, data_kind(self.dataset)
+        if kind is not None and (misfit := network_misfit(network, kind, self.dataset)):
+            raise ValueError(misfit)
         if isinstance(network, RNNNetwork):
             if self.normalization.layers == LayerNormalization.batch:
                 raise ValueError(
@@ -168,12 +167,18 @@ class JobSpec(SpecModel):
                     f"a plain rnn cell computes tanh or relu, not {self.activation}; "
                     "set activation to tanh or relu, or use cell lstm or gru"
                 )
-            if kind in ("table", "image"):
-                raise ValueError(
-                    "network type rnn needs a sequence dataset (adding, parity, sine_sequence, or an .npz "
-                    "whose X has shape (N, T, F))"
-                )
-        if isinstance(network, CNNNetwork) and kind in ("table", "sequence"):
-            hint = " (set dataset.as_images: true)" if getattr(self.dataset, "name", "") == "digits" else ""
-            raise ValueError(f"network type cnn needs an image dataset{hint}")
         return self
+
+
+def network_misfit(network: NetworkSpec, kind: DataKind, dataset: DatasetSpec | None = None) -> str | None:
+    """Why this network cannot read data of this kind (a sentence a person can act on); None if it can."""
+    if isinstance(network, RNNNetwork) and kind != "sequence":
+        return (
+            "network type rnn needs sequences: a sequence dataset (adding, parity, sine_sequence, or an "
+            f".npz whose X has shape (N, T, F)); this dataset is a {kind} dataset"
+        )
+    if isinstance(network, CNNNetwork) and kind != "image":
+        digits = isinstance(dataset, BuiltinDatasetSpec) and dataset.name == BuiltinDataset.digits
+        hint = " (set dataset.as_images: true)" if digits else ""
+        return f"network type cnn needs images: an image dataset{hint}; this dataset is a {kind} dataset"
+    return None

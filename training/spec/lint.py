@@ -8,7 +8,7 @@ from pydantic import (
     BaseModel,
 )
 
-from training.spec.dataset import DATASET_INFO, DatasetInfo, dataset_kind
+from training.spec.dataset import dataset_info
 from training.spec.job import JobSpec
 from training.spec.network import (
     SIGMOID_TYPE,
@@ -50,7 +50,6 @@ def lint(
     spec: JobSpec,
     *,
     feature_scale: float | None = None,
-    data_kind: str | None = None,
     sequence_length: int | None = None,
 ) -> list[SpecWarning]:
     """Warnings for legal but doubtful specs; the keyword facts come from the loaded data when known."""
@@ -62,7 +61,6 @@ def lint(
     layers = spec.normalization.layers
     depth = network_depth(spec.network)
     network = spec.network
-    data_kind = data_kind or dataset_kind(spec.dataset)
     sequence_length = sequence_length or getattr(spec.dataset, "length", None)
     if isinstance(network, RNNNetwork):
         if spec.clipping is None and sequence_length is not None and sequence_length > 50:
@@ -85,13 +83,6 @@ def lint(
                 "activation",
                 f"{network.cell} cells have their own gate activations; {spec.activation} is not used.",
             )
-    if isinstance(network, CNNNetwork) and data_kind not in (None, "image"):
-        warn(
-            "cnn_on_non_image",
-            "network.type",
-            f"A cnn on a {data_kind} dataset: convolutions assume neighbouring inputs are related "
-            "pixels. Use an mlp, or an image dataset (digits with as_images).",
-        )
     if spec.generalization.dropout > 0 and layers == LayerNormalization.batch:
         warn(
             "dropout_with_batch_norm",
@@ -147,7 +138,7 @@ def lint(
             "Both an L2 penalty and AdamW's weight decay shrink the weights: use one of them.",
         )
     if feature_scale is None:
-        info = DATASET_INFO.get(str(getattr(spec.dataset, "name", "")))
+        info = dataset_info(spec.dataset)
         feature_scale = info.feature_scale if info else None
     if spec.normalization.inputs == InputScaling.none and feature_scale is not None and feature_scale > 10:
         warn(
@@ -201,8 +192,3 @@ def count_parameters(
         case MLPNetwork(hidden_layers=hidden):
             return _linear_stack([features, *hidden, outputs], normalized)
     raise ValueError(f"unknown network {network!r}")
-
-
-def dataset_shape(spec: JobSpec) -> DatasetInfo | None:
-    """Features/outputs/task of a built-in or synthetic dataset; None for files and uploads."""
-    return DATASET_INFO.get(str(getattr(spec.dataset, "name", "")))
