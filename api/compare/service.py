@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import operator
@@ -18,6 +16,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by, array_agg
 from sqlalchemy.orm import Session
 
 from api.compare.schemas import ComparedJob, CompareGroup, Comparison, MetricStats
+from api.csv_export import csv_text
 from api.errors import NotFound, Unprocessable
 from api.models import EpochMetric, Job, JobStatus, Sweep
 from api.sweeps.service import grid_order
@@ -365,9 +364,7 @@ def comparison_csv(comparison: Comparison) -> str:
         "seconds",
         *metric_columns,
     ]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
-    writer.writeheader()
+    rows: list[dict[str, Any]] = []
     for job in comparison.jobs:
         row: dict[str, Any] = {"id": job.id, "name": job.name, "status": job.status.value}
         row.update({path: _cell(value) for path, value in job.differs.items()})
@@ -381,5 +378,5 @@ def comparison_csv(comparison: Comparison) -> str:
         for part in ("best", "final", "test"):
             for name, value in (getattr(job, part) or {}).items():
                 row[f"{part}.{name}"] = _cell(value)
-        writer.writerow(row)
-    return buffer.getvalue()
+        rows.append(row)
+    return csv_text(columns, rows)

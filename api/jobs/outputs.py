@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
@@ -18,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.artifacts import ArtifactStore
+from api.csv_export import csv_text
 from api.errors import Conflict, NotFound, Unprocessable
 from api.jobs.records import ordered_record
 from api.jobs.schemas import CheckpointInfo, MetricsPage, PredictResponse
@@ -77,11 +76,7 @@ def metrics_csv(page: MetricsPage) -> str:
     """The records as CSV: one row per epoch, columns in order of first appearance, epoch first."""
     rows = [flatten_record(record) for record in page.items]
     columns = list(dict.fromkeys(["epoch", *(column for row in rows for column in row)]))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    return csv_text(columns, rows)
 
 
 def checkpoint_key(row: Checkpoint) -> str:
