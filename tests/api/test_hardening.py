@@ -13,6 +13,8 @@ from fastapi.testclient import TestClient
 from api.csv_export import neutralize
 from api.db import utcnow
 from api.models import WorkerBeat
+from tests.api.test_bad_input import spec_with
+from training.spec import EXAMPLE_SPEC
 
 
 def test_health_shows_a_running_job_id_to_its_owner_only(
@@ -58,3 +60,37 @@ def test_csv_exports_neutralize_cells_a_spreadsheet_would_run(
     assert [row["name"] for row in rows] == ["'=cmd|' /C calc'!A0", "'+1+1", "'-2+3", "'@SUM(A1)", "plain"]
     assert float(rows[0]["best.val_loss"]) == 0.4  # numbers stay numbers, negative ones included
     assert neutralize(-0.5) == -0.5 and neutralize("-0.5") == "'-0.5"
+
+
+def test_a_405_lists_every_method_the_path_allows(client: TestClient, auth_headers: dict[str, str]) -> None:
+    for method, path, allowed in [
+        ("PUT", "/v1/jobs", "GET, POST"),
+        ("PATCH", "/v1/jobs/job_1", "GET, DELETE"),
+        ("POST", "/v1/health", "GET"),
+    ]:
+        response = client.request(method, path, headers=auth_headers)
+        assert response.status_code == 405 and response.headers["allow"] == allowed, (path, response.headers)
+
+
+def test_booleans_are_not_counts(client: TestClient, auth_headers: dict[str, str]) -> None:
+    for path, value in [
+        ("training.diagnostics_every", False),
+        ("training.epochs", True),
+        ("network.hidden_layers", [True]),
+    ]:
+        response = client.post("/v1/jobs", json={"spec": spec_with(path, value)}, headers=auth_headers)
+        fields = [error["field"] for error in response.json().get("errors", [])]
+        assert response.status_code == 422 and any(field.startswith(f"spec.{path}") for field in fields), (
+            response.text
+        )
+
+
+def test_a_huge_bad_value_is_not_echoed_back_in_full(
+    client: TestClient, auth_headers: dict[str, str]
+) -> None:
+    huge = "x" * 5_000_000
+    sweep = {"name": "huge", "base": EXAMPLE_SPEC, "grid": {"activation": [huge]}}
+    for path, body in [("/v1/sweeps", sweep), ("/v1/jobs", {"spec": spec_with("activation", huge)})]:
+        response = client.post(path, json=body, headers=auth_headers)
+        assert response.status_code == 422, response.text[:500]
+        assert len(response.content) < 20_000 and "more characters" in response.text, path
