@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     events_poll_interval: float = Field(
         1.0, ge=0.05, description="Seconds between database reads of the shared live-events poller."
     )
+    request_read_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a client may pause while sending a request before it is disconnected.",
+    )
     events_keepalive: float = Field(15.0, gt=0, description="Seconds between keep-alive comments on events.")
 
     @property
