@@ -55,6 +55,15 @@ class Settings(BaseSettings):
     )
 
     # Limits (the service's own; the spec has hard ceilings above these).
+    keep_checkpoints: int = Field(
+        3,
+        ge=0,
+        description="Periodic checkpoints (checkpoint_every) kept per job, newest first; "
+        "best and last are always kept.",
+    )
+    max_storage_per_owner: int = Field(
+        10 * 1024**3, ge=1, description="Bytes of checkpoints and uploads one owner may keep stored."
+    )
     max_parameters: int = Field(10_000_000, description="Largest network, in trainable parameters.")
     max_job_memory: int | None = Field(
         None,

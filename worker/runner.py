@@ -27,6 +27,7 @@ from api.models import Checkpoint, Dataset, Job, JobStatus
 from training.callbacks import Callback, CheckpointInfo
 from training.records import EpochRecord
 from training.spec import FileDatasetSpec, JobSpec, UploadedDatasetSpec
+from worker.retention import drop_old_periodic, is_periodic
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,11 @@ class ServiceCallback(Callback):
                 s, job_id=self.job_id, name=info.name, uri=key, epoch=info.epoch, size_bytes=size
             )
         )
+        if is_periodic(info.name):
+            info.path.unlink(missing_ok=True)  # uploaded; a resume needs only `last` (and `best`)
+            keep = self.context.settings.keep_checkpoints
+            for stale in self.context.write(lambda s: drop_old_periodic(s, job_id=self.job_id, keep=keep)):
+                self.context.store.delete_prefix(stale)
 
     def should_stop(self) -> bool:
         """Stop on shutdown, a cancel request or a lost job; reads the database at most every 0.5 s."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Path, UploadFile
+from fastapi import APIRouter, File, Form, Path, Response, UploadFile
 
 from api.datasets import service
 from api.datasets.schemas import DatasetList, DatasetOut
@@ -80,3 +80,25 @@ def get_dataset(
 ) -> DatasetOut:
     """Read one dataset."""
     return service.get_dataset(session, owner=owner, dataset_id=dataset_id)
+
+
+@router.delete(
+    "/{dataset_id}",
+    status_code=204,
+    summary="Delete a dataset",
+    description="Removes the upload and its file, freeing its bytes from your storage quota "
+    "(TRAINCTL_MAX_STORAGE_PER_OWNER). Jobs that trained on it keep their results; queued jobs that "
+    "still need it fail saying to upload it again.",
+    responses=problem_responses(404),
+)
+def delete_dataset(
+    dataset_id: Annotated[
+        str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="The dataset's id.")
+    ],
+    owner: OwnerDep,
+    session: SessionDep,
+    artifacts: ArtifactsDep,
+) -> Response:
+    """Delete one dataset."""
+    service.delete_dataset(session, owner=owner, dataset_id=dataset_id, artifacts=artifacts)
+    return Response(status_code=204)

@@ -14,6 +14,7 @@ from api.config import Settings
 from api.datasets.schemas import DatasetList, DatasetOut
 from api.errors import NotFound, PayloadTooLarge, Unprocessable
 from api.models import Dataset
+from api.storage import check_upload_fits
 from training.spec import Task
 from training.tabular import DatasetError, DatasetLimits, DatasetTooLarge, Table, read_csv, read_npz
 
@@ -107,6 +108,7 @@ def upload_dataset(
     fmt = _format_of(name, data)
     table = _parse(data, fmt=fmt, target=target, task=task, settings=settings)
     rows = len(table.X)
+    check_upload_fits(session, owner=owner, settings=settings, size=len(data))
     dataset_id = "ds_" + secrets.token_hex(8)
     key = artifacts.put_bytes(data, f"datasets/{dataset_id}.{fmt}")
     row = Dataset(
@@ -150,3 +152,14 @@ def get_dataset(session: Session, *, owner: str, dataset_id: str) -> DatasetOut:
     if row is None:
         raise NotFound(f"no dataset with id {dataset_id!r}")
     return _to_out(row)
+
+
+def delete_dataset(session: Session, *, owner: str, dataset_id: str, artifacts: ArtifactStore) -> None:
+    """Remove one of the owner's uploads: its row, then its file (jobs already trained keep their results)."""
+    row = session.scalar(select(Dataset).where(Dataset.id == dataset_id, Dataset.owner == owner))
+    if row is None:
+        raise NotFound(f"no dataset with id {dataset_id!r}")
+    key = row.uri
+    session.delete(row)
+    session.commit()
+    artifacts.delete_prefix(key)

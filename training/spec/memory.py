@@ -184,3 +184,15 @@ def estimate_memory(
         model=model,
         activations=max(step, evaluation),
     )
+
+
+def checkpoint_bytes(spec: JobSpec, parameters: int) -> int:
+    """Size of one checkpoint file: weights and optimizer slots in float32, plus its small header."""
+    return (1 + optimizer_slots(spec)) * parameters * FLOAT + 64 * 1024
+
+
+def checkpoints_kept(spec: JobSpec, keep_periodic: int) -> int:
+    """Checkpoint files a finished job keeps: best, last, and up to `keep_periodic` epoch-N files."""
+    every = spec.training.checkpoint_every
+    periodic = min(keep_periodic, spec.training.epochs // every) if every else 0
+    return 2 + periodic
