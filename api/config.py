@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     max_storage_per_owner: int = Field(
         10 * 1024**3, ge=1, description="Bytes of checkpoints and uploads one owner may keep stored."
     )
+    max_running_jobs_per_owner: int = Field(
+        8, ge=1, description="Jobs of one owner running at once; free slots go to other owners first."
+    )
+    max_job_seconds: float = Field(
+        7 * 24 * 3600.0, gt=0, description="Longest a job may train (per attempt); then it fails saying so."
+    )
     max_parameters: int = Field(10_000_000, description="Largest network, in trainable parameters.")
     max_job_memory: int | None = Field(
         None,
