@@ -53,6 +53,12 @@ def _uploaded_shape(session: Session, *, owner: str, spec: JobSpec, dataset_id: 
             "spec.dataset.id", f"no uploaded dataset with id {dataset_id!r}; list yours with GET /v1/datasets"
         )
     example_shape = tuple(row.example_shape or [row.columns])
+    if 0 in example_shape:  # stored before uploads with empty dimensions were refused
+        raise Unprocessable.for_field(
+            "spec.dataset.id",
+            f"dataset {dataset_id} has examples of shape {list(example_shape)}, with nothing to learn from: "
+            "upload it again with at least one feature column and time step",
+        )
     kind = "sequence" if len(example_shape) == 2 else "table"
     network = spec.network
     if isinstance(network, RNNNetwork) and kind != "sequence":
