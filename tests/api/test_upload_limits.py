@@ -16,6 +16,8 @@ from fastapi.testclient import TestClient
 from numpy.lib import format as npy
 
 from api.config import Settings
+from api.models import Dataset
+from training.spec import EXAMPLE_SPEC
 
 ZERO_BLOCK = 1 << 24
 
@@ -245,3 +247,30 @@ def test_an_npz_listing_thousands_of_members_is_refused(
     members = {f"m{i}.npy": _deflated(b"") for i in range(5000)}
     content = _zip({**members, "X.npy": _deflated(b""), "y.npy": _deflated(b"")})
     assert_refused(upload(client, auth_headers, "many.npz", content), "more than 256 members")
+
+
+def test_a_stored_upload_with_no_columns_is_refused_at_submission(
+    app: Any, client: TestClient, auth_headers: dict[str, str]
+) -> None:
+    # Stored before such uploads were refused: training on it would crash, so submission says why.
+    with app.state.session_factory() as session:
+        session.add(
+            Dataset(
+                id="ds_empty",
+                owner="alice",
+                filename="old.npz",
+                format="npz",
+                uri="datasets/ds_empty.npz",
+                rows=20,
+                columns=0,
+                example_shape=[0],
+                task="classification",
+                classes=2,
+                size_bytes=100,
+            )
+        )
+        session.commit()
+    spec = {**EXAMPLE_SPEC, "dataset": {"id": "ds_empty"}}
+    response = client.post("/v1/jobs", json={"spec": spec}, headers=auth_headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "spec.dataset.id"
