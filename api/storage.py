@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.config import Settings
 from api.errors import AppError, PayloadTooLarge, TooManyRequests
-from api.models import Checkpoint, Dataset, Job
+from core.config import Settings
+from core.models import Checkpoint, Dataset, Job
 from training.spec import JobSpec
 from training.spec.memory import checkpoint_bytes, checkpoints_kept, format_bytes
 

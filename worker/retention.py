@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from api.models import Checkpoint
+from core.models import Checkpoint
 
 PERIODIC_PREFIX = "epoch-"  # the names CheckpointWriter gives checkpoint_every checkpoints
 

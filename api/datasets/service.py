@@ -9,12 +9,12 @@ from typing import BinaryIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.artifacts import ArtifactStore
-from api.config import Settings
 from api.datasets.schemas import DatasetList, DatasetOut
 from api.errors import NotFound, PayloadTooLarge, Unprocessable
-from api.models import Dataset
 from api.storage import check_upload_fits
+from core.artifacts import ArtifactStore
+from core.config import Settings
+from core.models import Dataset
 from training.spec import Task
 from training.tabular import DatasetError, DatasetLimits, DatasetTooLarge, Table, read_csv, read_npz
 

@@ -11,10 +11,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from api.auth.service import authenticate
-from api.db import utcnow
 from api.errors import Unauthorized
 from api.health.schemas import DependencyCheck, HealthReport, WorkerSeen
-from api.models import Job, WorkerBeat
+from core.db import utcnow
+from core.models import Job, WorkerBeat
 
 log = logging.getLogger(__name__)
 BROKER_TIMEOUT_SECONDS = 2.0

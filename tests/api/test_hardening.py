@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.csv_export import neutralize
-from api.db import utcnow
-from api.models import WorkerBeat
+from core.db import utcnow
+from core.models import WorkerBeat
 from tests.api.test_bad_input import spec_with
 from training.spec import EXAMPLE_SPEC
 

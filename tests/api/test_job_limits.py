@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.config import Settings
-from api.models import Job
+from core.config import Settings
+from core.models import Job
 from tests.api.test_bad_input import assert_problem
 from training.spec import EXAMPLE_SPEC
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from api.config import Settings
+from core.config import Settings
 from training.spec import EXAMPLE_SPEC
 
 

@@ -15,8 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 from numpy.lib import format as npy
 
-from api.config import Settings
-from api.models import Dataset
+from core.config import Settings
+from core.models import Dataset
 from training.spec import EXAMPLE_SPEC
 
 ZERO_BLOCK = 1 << 24

@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.auth.service import create_key
-from api.broker import make_celery
-from api.config import Settings
-from api.models import EpochMetric, Job
+from core.broker import make_celery
+from core.config import Settings
+from core.models import EpochMetric, Job
 from training.spec import EXAMPLE_SPEC
 from worker.runner import WorkerContext, WorkerIdentity, run_job
 

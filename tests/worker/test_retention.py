@@ -8,9 +8,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from api.broker import make_celery
-from api.config import Settings
-from api.models import Checkpoint
+from core.broker import make_celery
+from core.config import Settings
+from core.models import Checkpoint
 from training.spec import EXAMPLE_SPEC
 from worker.runner import WorkerContext, WorkerIdentity, run_job
 

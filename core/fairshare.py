@@ -16,14 +16,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.broker import queue_for_device
-from api.models import Job, JobStatus
+from core.broker import queue_for_device
+from core.models import Job, JobStatus
+from core.models.job import requested_device
 
 CANDIDATES_PER_OWNER = 8  # each owner's oldest queued jobs considered (some may be for other queues)
 
 
 def _queue_of(spec: dict[str, Any], default_queue: str) -> str:
-    return queue_for_device(str((spec.get("training") or {}).get("device", "auto")), default_queue)
+    return queue_for_device(requested_device(spec), default_queue)
 
 
 def _served_at(started: datetime | None) -> float:
