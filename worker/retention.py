@@ -16,7 +16,7 @@ def is_periodic(name: str) -> bool:
 
 
 def drop_old_periodic(session: Session, *, job_id: str, keep: int) -> list[str]:
-    """Delete the rows of the job's periodic checkpoints older than the newest `keep`; their keys."""
+    """Delete (and commit) the rows of the job's periodic checkpoints past the newest `keep`; their keys."""
     rows = session.scalars(
         select(Checkpoint)
         .where(Checkpoint.job_id == job_id, Checkpoint.name.startswith(PERIODIC_PREFIX))
@@ -27,4 +27,5 @@ def drop_old_periodic(session: Session, *, job_id: str, keep: int) -> list[str]:
         session.execute(
             delete(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.name.in_([r.name for r in rows]))
         )
+        session.commit()
     return [row.uri for row in rows]
