@@ -205,7 +205,7 @@ def predict(
             "inputs", f"each row must have {expected} values, like the training data's examples; got {width}"
         )
     try:
-        outputs = model.predict(np.asarray(inputs, dtype=np.float32))
+        outputs = model.predict(np.asarray(inputs, dtype=np.float64))  # the model checks float32 range
     except ValueError as error:
         raise Unprocessable.for_field("inputs", str(error)) from None
     return PredictResponse(job_id=job_id, checkpoint=row.name, epoch=row.epoch, **outputs)
