@@ -6,7 +6,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -106,6 +106,14 @@ class Settings(BaseSettings):
         description="Seconds a client may pause while sending a request before it is disconnected.",
     )
     events_keepalive: float = Field(15.0, gt=0, description="Seconds between keep-alive comments on events.")
+    session_secret: SecretStr | None = Field(
+        None,
+        description="Signs dashboard session cookies; set the same value on every API replica. "
+        "Default: a random secret kept in DATA_DIR/session-secret.",
+    )
+    session_max_age: int = Field(
+        8 * 3600, ge=60, le=30 * 24 * 3600, description="Seconds a dashboard sign-in lasts."
+    )
 
     @property
     def resolved_max_job_memory(self) -> int:
