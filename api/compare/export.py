@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from api.compare.schemas import ComparedJob, Comparison
+from api.csv_export import csv_text
 
 Table = Literal["jobs", "groups", "effects", "bands"]
 
@@ -112,9 +111,7 @@ def jobs_csv(comparison: Comparison) -> str:
         "seconds",
         *metric_columns,
     ]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
-    writer.writeheader()
+    rows: list[dict[str, Any]] = []
     for job in comparison.jobs:
         row: dict[str, Any] = {"id": job.id, "name": job.name, "status": job.status.value}
         row.update({path: _cell(value) for path, value in job.differs.items()})
@@ -128,5 +125,5 @@ def jobs_csv(comparison: Comparison) -> str:
         for part in ("best", "final", "test"):
             for name, value in _metrics(job, part).items():
                 row[f"{part}.{name}"] = _cell(value)
-        writer.writerow(row)
-    return buffer.getvalue()
+        rows.append(row)
+    return csv_text(columns, rows)
