@@ -18,6 +18,7 @@ from core import lifecycle
 from core.artifacts import checkpoint_key
 from training.callbacks import CheckpointInfo
 from training.records import EpochRecord
+from worker.retention import is_periodic
 from worker.runner import CANCEL_POLL_S, ServiceCallback, WorkerContext, shutdown_requested
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,11 @@ class GroupMember(ServiceCallback):
         self.report.epochs.append((self.job_id, record.model_dump(mode="json")))
 
     def on_checkpoint(self, info: CheckpointInfo) -> None:
-        """Upload the checkpoint now; its row is written with the epoch's other rows."""
+        """Upload the checkpoint now; its row is written with the epoch's other rows (periodic ones,
+        rare and pruned as they come, at once as a job alone does)."""
+        if is_periodic(info.name):
+            super().on_checkpoint(info)
+            return
         key = checkpoint_key(self.job_id, info.name)
         self.context.store.put_file(info.path, key)
         size = info.path.stat().st_size
@@ -116,4 +121,6 @@ class GroupMember(ServiceCallback):
 
     def should_stop(self) -> bool:
         """Stop on shutdown, a cancel request or a lost job (the group's poller keeps these current)."""
-        return shutdown_requested.is_set() or self.lost or self.cancel_requested
+        if time.monotonic() > self._deadline:
+            self.timed_out = True  # TRAINCTL_MAX_JOB_SECONDS, counted per job as for a job alone
+        return shutdown_requested.is_set() or self.lost or self.cancel_requested or self.timed_out
