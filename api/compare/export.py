@@ -31,6 +31,7 @@ def _metrics(job: ComparedJob, part: str) -> dict[str, Any]:
 
 
 def _write(columns: list[str], rows: list[dict[str, Any]]) -> str:
+    """The table as CSV text: lists and dicts as JSON, every text cell neutralized."""
     return csv_text(columns, ({name: _cell(value) for name, value in row.items()} for row in rows))
 
 
