@@ -31,11 +31,8 @@ def _metrics(job: ComparedJob, part: str) -> dict[str, Any]:
 
 
 def _write(columns: list[str], rows: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({name: _cell(value) for name, value in row.items()} for row in rows)
-    return buffer.getvalue()
+    """The table as CSV text: lists and dicts as JSON, every text cell neutralized."""
+    return csv_text(columns, ({name: _cell(value) for name, value in row.items()} for row in rows))
 
 
 def groups_csv(comparison: Comparison) -> str:
