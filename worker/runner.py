@@ -25,6 +25,7 @@ from api.db import make_engine, make_session_factory, session_scope
 from api.jobs import lifecycle
 from api.models import Checkpoint, Dataset, Job, JobStatus
 from training.callbacks import Callback, CheckpointInfo
+from training.download import DatasetCache, using_cache
 from training.spec import FileDatasetSpec, JobSpec, UploadedDatasetSpec
 
 log = logging.getLogger(__name__)
@@ -226,7 +227,9 @@ def _train(context: WorkerContext, job_id: str) -> str:
 
             import training  # torch was imported and warmed when the worker process started
 
-            result = training.fit(spec, out_dir=out_dir / "run", callbacks=[callback], resume=resume)
+            cache = DatasetCache(context.settings.resolved_dataset_cache, context.settings.dataset_mirror)
+            with using_cache(cache):  # benchmarks are read from (and fetched into) this worker's cache
+                result = training.fit(spec, out_dir=out_dir / "run", callbacks=[callback], resume=resume)
         except Exception as error:
             log.exception("job %s failed", job_id)
             return finish(JobStatus.failed, error=describe_error(error))

@@ -13,7 +13,6 @@ from api.errors import Unprocessable
 from api.models import Dataset
 from api.specs.schemas import SpecReport
 from training.spec import (
-    DIGITS_IMAGE,
     CNNNetwork,
     FileDatasetSpec,
     JobSpec,
@@ -23,6 +22,7 @@ from training.spec import (
     UploadedDatasetSpec,
     count_parameters,
     dataset_shape,
+    example_shape,
     lint,
 )
 from training.spec.dataset import dataset_kind
@@ -58,9 +58,11 @@ def _uploaded_shape(session: Session, *, owner: str, spec: JobSpec, dataset_id: 
             f"network type rnn needs sequences, an .npz whose X has shape (N, T, F); dataset {dataset_id} "
             f"holds examples of shape {list(example_shape)}",
         )
-    if isinstance(network, CNNNetwork):
+    if isinstance(network, CNNNetwork) and kind != "sequence":
         raise Unprocessable.for_field(
-            "spec.network.type", "network type cnn needs images; uploaded datasets are tables or sequences"
+            "spec.network.type",
+            f"network type cnn needs images or sequences; dataset {dataset_id} holds examples of shape "
+            f"{list(example_shape)} (uploads are tables, or sequences: an .npz whose X has shape (N, T, F))",
         )
     # A regression upload may hold several targets; one is the common case and only sizes the count.
     outputs = row.classes if row.task == Task.classification and row.classes else 1
@@ -79,28 +81,18 @@ def resolve_data_shape(session: Session, *, owner: str, spec: JobSpec) -> DataSh
         )
     if isinstance(dataset, UploadedDatasetSpec):
         return _uploaded_shape(session, owner=owner, spec=spec, dataset_id=dataset.id)
-    info = dataset_shape(spec)
-    kind = dataset_kind(dataset)
-    if info is None or kind is None:  # unreachable while every named dataset is in DATASET_INFO
+    info, kind, shape = dataset_shape(spec), dataset_kind(dataset), example_shape(dataset)
+    if info is None or kind is None or shape is None:  # unreachable while DATASET_INFO names every dataset
         raise Unprocessable.for_field("spec.dataset", "the service does not know this dataset's shape")
-    example_shape: tuple[int, ...] = (info.features,)
-    if kind == "image":
-        example_shape = DIGITS_IMAGE
-    elif kind == "sequence":
-        example_shape = (int(getattr(dataset, "length", 1)), info.features)
-    return DataShape(
-        example_shape=example_shape, outputs=info.outputs, kind=kind, feature_scale=info.feature_scale
-    )
+    return DataShape(example_shape=shape, outputs=info.outputs, kind=kind, feature_scale=info.feature_scale)
 
 
 def network_parameters(spec: JobSpec, shape: DataShape) -> int:
-    """Trainable parameters of the spec's network on data of this shape."""
-    # An rnn reads one time step at a time; mlp and cnn see the whole example.
-    per_step = isinstance(spec.network, RNNNetwork)
-    features = shape.example_shape[-1] if per_step else math.prod(shape.example_shape)
-    dims = shape.example_shape
-    image = (dims[0], dims[1], dims[2]) if len(dims) == 3 else None
-    return count_parameters(spec, features=features, outputs=shape.outputs, image_shape=image)
+    """Trainable parameters of the spec's network on data of this shape; 422 if a cnn shrinks it away."""
+    try:
+        return count_parameters(spec, input_shape=shape.example_shape, outputs=shape.outputs)
+    except ValueError as error:
+        raise Unprocessable.for_field("spec.network", str(error)) from None
 
 
 def check_limits(spec: JobSpec, *, shape: DataShape, settings: Settings) -> int:

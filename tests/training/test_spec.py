@@ -205,7 +205,7 @@ def test_dataset_kinds_are_told_apart() -> None:
     assert (
         JobSpec.model_validate({**MINIMAL, "dataset": {"path": "x.csv", "target": "y"}}).dataset.target == "y"
     )
-    [(field, message)] = errors_of({**MINIMAL, "dataset": {"name": "mnist"}})
+    [(field, message)] = errors_of({**MINIMAL, "dataset": {"name": "imagenet"}})
     assert field == "dataset" and "digits" in message and "moons" in message
     [(field, _)] = errors_of({**MINIMAL, "dataset": {"path": "x.parquet"}})
     assert field == "dataset.path"
@@ -236,7 +236,7 @@ def test_count_parameters_equals_the_torch_parameter_count(overrides: dict[str, 
 
     spec = make_spec(**overrides)
     model = build_network(spec, 13, 4)
-    assert count_parameters(spec, features=13, outputs=4) == sum(p.numel() for p in model.parameters())
+    assert count_parameters(spec, input_shape=(13,), outputs=4) == sum(p.numel() for p in model.parameters())
 
 
 @pytest.mark.parametrize(
@@ -263,8 +263,7 @@ def test_count_parameters_equals_torch_count_for_rnn_and_cnn(
     dataset = {"name": "digits", "as_images": True} if raw["type"] == "cnn" else {"name": "adding"}
     spec = JobSpec.model_validate({"dataset": dataset, "network": raw, "normalization": {"layers": layers}})
     model = build_network(spec, input_shape, outputs)
-    image = input_shape if len(input_shape) == 3 else None
-    counted = count_parameters(spec, features=input_shape[-1], outputs=outputs, image_shape=image)  # type: ignore[arg-type]
+    counted = count_parameters(spec, input_shape=input_shape, outputs=outputs)
     assert counted == sum(p.numel() for p in model.parameters())
 
 
@@ -346,6 +345,16 @@ LINT_CASES += [
         {"dataset": ADDING, "network": {"type": "rnn", "cell": "lstm"}, "activation": "sigmoid"},
         {"dataset": ADDING, "network": {"type": "rnn", "cell": "lstm"}, "activation": "tanh"},
     ),
+    (
+        "mnist1d_not_paper_set",
+        {"dataset": {"name": "mnist1d", "samples": 1000}},
+        {"dataset": {"name": "mnist1d", "shuffle_seq": True}},
+    ),
+    (
+        "mnist1d_not_paper_set",
+        {"dataset": {"name": "mnist1d", "seed": 0}},
+        {"dataset": {"name": "mnist1d", "samples": 5000, "seed": 42}},
+    ),
 ]
 
 
@@ -372,8 +381,9 @@ def test_lint_uses_the_feature_scale_it_is_given() -> None:
 
 def test_cnn_on_a_table_warns_when_the_data_kind_is_known() -> None:
     spec = JobSpec.model_validate({"dataset": {"path": "data.csv"}, "network": {"type": "cnn"}})
-    assert "cnn_on_non_image" in [w.code for w in lint(spec, data_kind="table")]
-    assert "cnn_on_non_image" not in [w.code for w in lint(spec, data_kind="image")]
+    assert "cnn_on_table" in [w.code for w in lint(spec, data_kind="table")]
+    assert "cnn_on_table" not in [w.code for w in lint(spec, data_kind="image")]
+    assert "cnn_on_table" not in [w.code for w in lint(spec, data_kind="sequence")]
 
 
 def test_every_lint_code_has_a_test_case() -> None:
@@ -383,7 +393,7 @@ def test_every_lint_code_has_a_test_case() -> None:
     source = Path(importlib.import_module("training.spec.lint").__file__ or "").read_text()
     codes_in_source = set(re.findall(r'warn\(\s*"([a-z_]+)"', source))
     assert len(codes_in_source) >= 9
-    assert codes_in_source <= {case[0] for case in LINT_CASES} | {"cnn_on_non_image"}
+    assert codes_in_source <= {case[0] for case in LINT_CASES} | {"cnn_on_table"}
 
 
 def test_every_spec_field_has_a_description_and_an_example() -> None:

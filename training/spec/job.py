@@ -12,7 +12,7 @@ from pydantic import (
 )
 
 from training.spec.base import MAX_EPOCHS, MAX_SAMPLES, SpecModel
-from training.spec.dataset import DatasetSpec, dataset_kind
+from training.spec.dataset import IMAGE_SHAPES, MNIST1D, DatasetSpec, dataset_kind
 from training.spec.network import (
     ACTIVATION_ALIASES,
     Activation,
@@ -170,10 +170,12 @@ class JobSpec(SpecModel):
                 )
             if kind in ("table", "image"):
                 raise ValueError(
-                    "network type rnn needs a sequence dataset (adding, parity, sine_sequence, or an .npz "
-                    "whose X has shape (N, T, F))"
+                    "network type rnn needs a sequence dataset (adding, parity, sine_sequence, mnist1d with "
+                    "as_sequence, or an .npz whose X has shape (N, T, F))"
                 )
-        if isinstance(network, CNNNetwork) and kind in ("table", "sequence"):
-            hint = " (set dataset.as_images: true)" if getattr(self.dataset, "name", "") == "digits" else ""
-            raise ValueError(f"network type cnn needs an image dataset{hint}")
+        if isinstance(network, CNNNetwork) and kind == "table":
+            name = getattr(self.dataset, "name", "")
+            option = {"mnist1d": "as_sequence"}.get(name, "as_images")
+            hint = f" (set dataset.{option}: true)" if name in (*IMAGE_SHAPES, MNIST1D) else ""
+            raise ValueError(f"network type cnn needs an image or sequence dataset{hint}")
         return self
