@@ -215,6 +215,10 @@ def _download(remote: RemoteFile, url: str, target: Path, progress: Progress | N
                 f"{digest.hexdigest()}): nothing was cached; check the mirror serves the published file"
             )
         os.replace(partial, target)
+    except urllib.error.HTTPError as error:
+        raise DownloadError(
+            f"downloading {url} failed (HTTP {error.code} {error.reason}); nothing was cached"
+        ) from error
     except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
         reason = getattr(error, "reason", None) or error
         raise DownloadError(f"downloading {url} failed ({reason}); nothing was cached") from error
