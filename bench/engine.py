@@ -28,6 +28,7 @@ from torch.nn import functional as F
 from training import fit
 from training.callbacks import Callback
 from training.network import build_network
+from training.records import EpochRecord
 from training.spec import JobSpec
 
 HIDDEN = [256, 256]
@@ -64,8 +65,8 @@ class EpochTimer(Callback):
     def __init__(self) -> None:
         self.seconds: list[float] = []
 
-    def on_epoch_end(self, record: dict) -> None:
-        self.seconds.append(record["seconds"])
+    def on_epoch_end(self, record: EpochRecord) -> None:
+        self.seconds.append(record.seconds or 0.0)
 
 
 def time_fit(spec: JobSpec, epochs: int) -> list[float]:

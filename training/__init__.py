@@ -1,22 +1,27 @@
 """trainctl's training engine: JobSpec in, trained network, metrics and checkpoints out.
 
-Only `training.spec` is imported eagerly: the service imports this package without paying for torch.
+Only `training.spec` and `training.records` are imported eagerly: the service imports this package
+without paying for torch.
 """
 
 from typing import TYPE_CHECKING, Any
 
+from training.records import EpochRecord, LayerDiagnostics, RunResult
 from training.spec import JobSpec, SpecWarning, lint
 
 if TYPE_CHECKING:
-    from training.callbacks import Callback, CheckpointInfo, Result
+    from training.callbacks import Callback, CheckpointInfo
     from training.checkpoint import TrainedModel, load_model
-    from training.loop import fit, warm_up
+    from training.device import warm_up
+    from training.loop import fit
 
 __all__ = [
     "Callback",
     "CheckpointInfo",
+    "EpochRecord",
     "JobSpec",
-    "Result",
+    "LayerDiagnostics",
+    "RunResult",
     "SpecWarning",
     "TrainedModel",
     "fit",
@@ -29,8 +34,7 @@ _LAZY = {
     "fit": "training.loop",
     "Callback": "training.callbacks",
     "CheckpointInfo": "training.callbacks",
-    "Result": "training.callbacks",
-    "warm_up": "training.loop",
+    "warm_up": "training.device",
     "load_model": "training.checkpoint",
     "TrainedModel": "training.checkpoint",
 }

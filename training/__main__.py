@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from training.records import EpochRecord
 from training.spec import JobSpec, describe_errors, lint
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -36,8 +37,8 @@ def _load_spec(path: Path, epochs: int | None = None) -> JobSpec | None:
         return None
 
 
-def _print_epoch(record: dict[str, Any]) -> None:
-    shown = {k: v for k, v in record.items() if k != "layers" and v is not None}
+def _print_epoch(record: EpochRecord) -> None:
+    shown = {k: v for k, v in record.model_dump(exclude={"layers"}).items() if v is not None}
     parts = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()]
     print(" ".join(parts), flush=True)
 
@@ -53,7 +54,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"warning [{warning.code}] {warning.message}", file=sys.stderr)
 
     class Printer(Callback):
-        def on_epoch_end(self, record: dict[str, Any]) -> None:
+        def on_epoch_end(self, record: EpochRecord) -> None:
             _print_epoch(record)
 
     try:
@@ -61,7 +62,7 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as error:  # --resume onto a checkpoint written for another spec
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    print(json.dumps({k: v for k, v in result.to_dict().items() if k not in ("best", "final")}, indent=2))
+    print(json.dumps(result.model_dump(mode="json", exclude={"best", "final"}), indent=2))
     if result.error:
         print(f"error: {result.error}", file=sys.stderr)
     return EXIT_OK if result.status == "succeeded" else EXIT_FAILED

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from training.callbacks import Callback, EarlyStopper
 from training.data import Scaler, scale_inputs
 from training.network import Network, build_network
+from training.records import EpochRecord
 from training.spec import InputScaling, JobSpec, Task
 
 FORMAT = "trainctl-checkpoint/1"
@@ -90,6 +93,81 @@ def prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.T
 def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     """Load the optimizer state saved by save_checkpoint."""
     optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
+
+
+def rng_state(device: torch.device, batches: torch.Generator) -> dict[str, torch.Tensor]:
+    """Every random number generator a run draws from: torch's, the batch order's, CUDA's."""
+    state = {"torch": torch.get_rng_state(), "batches": batches.get_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng(tensors: dict[str, torch.Tensor], device: torch.device, batches: torch.Generator) -> None:
+    """Inverse of rng_state (from a checkpoint's `rng.` tensors)."""
+    torch.set_rng_state(tensors["rng.torch"])
+    batches.set_state(tensors["rng.batches"])
+    if "rng.cuda" in tensors and device.type == "cuda":
+        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+
+
+def check_resumable(path: Path, meta: dict[str, Any], spec: JobSpec) -> None:
+    """A checkpoint resumes only the spec that wrote it; extending the epochs is allowed."""
+    saved = JobSpec.model_validate(meta["spec"]).model_dump(mode="json")
+    current = spec.model_dump(mode="json")
+    saved["training"]["epochs"] = current["training"]["epochs"]
+    if saved != current:
+        raise ValueError(f"{path} was written for a different spec; start a fresh run instead of --resume")
+
+
+def callback_states(meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The callbacks' saved states by state_key (checkpoints written before callbacks kept their own
+    state hold the stopper's and the best record under older keys)."""
+    if "callbacks" in meta:
+        return dict(meta["callbacks"])
+    return {"EarlyStopper": meta["stopper"], "CheckpointWriter": {"best_record": meta["best_record"]}}
+
+
+class CheckpointWriter(Callback):
+    """Keeps `best` (when the stopper saw an improvement), `last`, and `epoch-N` every `every` epochs."""
+
+    def __init__(
+        self,
+        folder: Path | None,
+        save: Callable[[str], None],
+        stopper: EarlyStopper,
+        every: int | None,
+        model: torch.nn.Module,
+    ) -> None:
+        self.folder = folder  # None: keep the best weights in memory only
+        self.save = save
+        self.stopper = stopper
+        self.every = every
+        self.model = model
+        self.best_record: EpochRecord | None = None
+        self.best_weights: dict[str, torch.Tensor] | None = None
+
+    def on_epoch_end(self, record: EpochRecord) -> None:
+        """Write this epoch's checkpoints (after the stopper has seen the record)."""
+        if self.stopper.improved:
+            self.best_record = record
+            self.best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.save("best")
+        self.save("last")
+        if self.every and record.epoch % self.every == 0:
+            self.save(f"epoch-{record.epoch:05d}")
+
+    def state_dict(self) -> dict[str, Any]:
+        """The best epoch's record (its weights are in best.safetensors)."""
+        return {"best_record": self.best_record.model_dump(mode="json") if self.best_record else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the best record, and the best weights from best.safetensors."""
+        best = state["best_record"]
+        self.best_record = EpochRecord.model_validate(best) if best is not None else None
+        path = self.folder / "best.safetensors" if self.folder else None
+        if path is not None and path.exists():
+            self.best_weights = prefixed(read_checkpoint(path)[0], "model.")
 
 
 @dataclass

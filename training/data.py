@@ -15,6 +15,7 @@ from training.benchmarks import load_official_splits
 from training.download import DatasetCache, current_cache
 from training.spec import (
     BuiltinDatasetSpec,
+    DataKind,
     DatasetSpec,
     DownloadedDatasetSpec,
     FileDatasetSpec,
@@ -24,6 +25,7 @@ from training.spec import (
     SyntheticDatasetSpec,
     Task,
     UploadedDatasetSpec,
+    example_kind,
     example_shape,
 )
 from training.tabular import DatasetError, Table, make_table, read_dataset
@@ -163,15 +165,9 @@ class Scaler:
                 # 2(p - min)/(max - min) - 1 == (p - (max + min)/2) / ((max - min)/2)
                 shift, scale = (high + low) / 2, (high - low) / 2
             case InputScaling.zscore:
-                chunks = X.split(SCALING_ROWS)
-                shift = sum(
-                    (c.double().sum(dim=0) for c in chunks), torch.zeros(X.shape[1:], dtype=torch.float64)
-                )
-                shift = shift / len(X)
-                squares = sum(
-                    (((c.double() - shift) ** 2).sum(dim=0) for c in chunks),
-                    torch.zeros(X.shape[1:], dtype=torch.float64),
-                )
+                zero, chunks = torch.zeros(X.shape[1:], dtype=torch.float64), X.split(SCALING_ROWS)
+                shift = sum((c.double().sum(dim=0) for c in chunks), zero) / len(X)
+                squares = sum((((c.double() - shift) ** 2).sum(dim=0) for c in chunks), zero)
                 scale = (squares / len(X)).sqrt()
             case _:
                 shift = torch.zeros(X.shape[1:], dtype=torch.float64)
@@ -214,6 +210,16 @@ class Splits:
     feature_scale: float  # largest |x| of the raw training features, for lint
     feature_names: list[str]
     class_labels: list[str] | None
+
+    @property
+    def kind(self) -> DataKind:
+        """table, sequence or image."""
+        return example_kind(self.input_shape)
+
+    @property
+    def sequence_length(self) -> int | None:
+        """Time steps per example, for sequences."""
+        return self.input_shape[0] if self.kind == "sequence" else None
 
 
 def _split(

@@ -7,7 +7,9 @@ from typing import Any
 
 import torch
 
+from training.callbacks import Callback
 from training.network import Internals, Network, saturation_source, tracks_dead_units
+from training.records import LayerDiagnostics
 from training.spec import Activation, JobSpec
 
 # A sigmoid-type unit is effectively saturated once |net input| > 3 (σ'(3) ≈ 0.045, near zero).
@@ -25,11 +27,16 @@ def _per_unit(tensor: torch.Tensor, unit_dim: int) -> torch.Tensor:
     return tensor.movedim(unit_dim, 0).reshape(tensor.shape[unit_dim], -1)
 
 
-class LayerDiagnostics:
-    """Accumulates gradient norms and activation statistics per weight group over an epoch."""
+class Diagnostics(Callback):
+    """Samples gradient norms and activation statistics per weight group every `diagnostics_every` steps.
 
-    def __init__(self, model: Network, spec: JobSpec) -> None:
+    Its sums start afresh each epoch and checkpoints fall between epochs: no state to save.
+    """
+
+    def __init__(self, model: Network, spec: JobSpec, sequences: bool) -> None:
         self.model = model
+        self.every = spec.training.diagnostics_every
+        self.sequences = sequences
         self.groups = model.weight_groups()
         self.names = [name for name, _ in self.groups]
         self.saturation = saturation_source(spec)
@@ -45,12 +52,24 @@ class LayerDiagnostics:
         self.samples = 0
         self.sums = torch.zeros(len(FIELDS), len(self.groups), device=device)
         self.seen = torch.zeros(len(FIELDS), len(self.groups), device=device)
+        self.reach = torch.zeros(2, device=device)  # sequences: ‖∂L/∂x‖ at the first and last time step
+
+    def watch(self, step: int, inputs: torch.Tensor) -> tuple[torch.Tensor, Internals | None]:
+        """The step's inputs, and a dict for the network to fill when this step is sampled (else None)."""
+        if self.every == 0 or step % self.every != 0:
+            return inputs, None
+        if self.sequences:  # to see how far back in time the error signal reaches
+            inputs = inputs.detach().requires_grad_(True)
+        return inputs, {}
 
     def _group_norm(self, tensors: list[torch.Tensor]) -> torch.Tensor:
         return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors)))
 
-    def sample(self, internals: Internals, outputs: torch.Tensor) -> None:
-        """Add one step's statistics; call after backward, before the optimizer step."""
+    def sample(self, internals: Internals, outputs: torch.Tensor, inputs: torch.Tensor) -> None:
+        """Add one step's statistics; call after backward, before clipping and the optimizer step."""
+        if self.sequences and inputs.grad is not None:
+            per_step = inputs.grad.detach().transpose(0, 1).flatten(1).norm(dim=1)
+            self.reach += torch.stack([per_step[0], per_step[-1]])
         values = torch.zeros_like(self.sums)
         present = torch.zeros_like(self.sums)
         grads = [
@@ -83,8 +102,8 @@ class LayerDiagnostics:
         self.seen += present
         self.samples += 1
 
-    def end_epoch(self) -> list[dict[str, Any]]:
-        """One dict per weight group, input side first (one host sync)."""
+    def end_epoch(self) -> dict[str, Any]:
+        """The epoch record's diagnostic fields: `layers` (input side first), and the reach of sequences."""
         weights = [torch.cat([w.detach().flatten() for w in ws]) for _, ws in self.groups]
         starts = [torch.cat([w.flatten() for w in ws]) for ws in self.start_weights]
         norms = torch.stack(
@@ -97,12 +116,17 @@ class LayerDiagnostics:
         means = (self.sums / self.seen.clamp(min=1)).tolist()
         seen = self.seen.tolist()
         weight_norm, delta_norm, start_norm = norms.tolist()
-        entries = []
+        layers = []
         for i, name in enumerate(self.names):
             entry: dict[str, Any] = {"name": name}
             for row, field in enumerate(FIELDS):
                 entry[field] = means[row][i] if seen[row][i] > 0 else None
             entry["weight_norm"] = weight_norm[i]
             entry["update_ratio"] = delta_norm[i] / start_norm[i] if start_norm[i] > 0 else None
-            entries.append(entry)
-        return entries
+            layers.append(LayerDiagnostics(**entry))
+        fields: dict[str, Any] = {"layers": layers}
+        if self.sequences:
+            first, last = (self.reach / max(self.samples, 1)).tolist()
+            fields["grad_first_step"] = first if self.samples else None
+            fields["grad_last_step"] = last if self.samples else None
+        return fields

@@ -188,8 +188,7 @@ POOLS: dict[Pooling, dict[int, Callable[[], nn.Module]]] = {
 class CNN(nn.Module):
     """Convolution blocks (conv -> normalization -> activation -> pool -> dropout), then an mlp head.
 
-    Images (C, H, W) get 2-D convolutions; sequences (T, F) 1-D ones over time with F input channels
-    (a table row of F features is a sequence of F steps of one feature).
+    Images (C, H, W) get 2-D convolutions; sequences (T, F) 1-D ones over time with F input channels.
     """
 
     def __init__(
@@ -199,7 +198,7 @@ class CNN(nn.Module):
         norm = spec.normalization
         self.input_shape = input_shape
         dims = 2 if len(input_shape) == 3 else 1
-        channels = {3: input_shape[0], 2: input_shape[-1]}.get(len(input_shape), 1)
+        channels = input_shape[0] if dims == 2 else input_shape[-1]
         padding = network.padding
         self.convs = nn.ModuleList()
         self.norms = nn.ModuleList()
@@ -217,7 +216,7 @@ class CNN(nn.Module):
         self.pool = POOLS[network.pool][dims]()
         self.activation = ACTIVATIONS[spec.activation]()
         self.dropout = nn.Dropout(spec.generalization.dropout) if spec.generalization.dropout > 0 else None
-        flat = math.prod(network.output_shape(input_shape))
+        flat = math.prod(network.output_shape(input_shape))  # also refuses other shapes
         self.hidden = HiddenStack(spec, [flat, *network.hidden_layers])
         self.output = nn.Linear(([flat, *network.hidden_layers])[-1], outputs)
         for layer in [*self.convs, *self.hidden.linears, self.output]:
@@ -230,11 +229,9 @@ class CNN(nn.Module):
         return [(name, [layer.weight]) for name, layer in zip(names, layers, strict=True)]
 
     def forward(self, x: torch.Tensor, internals: Internals | None = None) -> torch.Tensor:
-        """Images (N, C, H, W), sequences (N, T, F) or rows (N, F) -> outputs."""
-        if x.dim() == 3 and len(self.input_shape) == 2:
+        """Images (N, C, H, W) or sequences (N, T, F) -> outputs."""
+        if len(self.input_shape) == 2:
             x = x.transpose(1, 2)  # (N, T, F) -> (N, F, T): features are the input channels
-        elif x.dim() == 2:
-            x = x.unsqueeze(1)  # (N, F) -> (N, 1, F)
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
             net_input = norm(conv(x))
             x = self.activation(net_input)

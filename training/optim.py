@@ -1,13 +1,15 @@
-"""Optimizer, learning-rate schedule, L2 penalty and gradient clipping."""
+"""The objective and its descent: loss function, optimizer, learning-rate schedule, L2 penalty, clipping."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
+from training.records import EpochRecord
 from training.spec import (
     SGD,
     Adagrad,
@@ -15,6 +17,8 @@ from training.spec import (
     AdamW,
     Clipping,
     CosineSchedule,
+    JobSpec,
+    Loss,
     Momentum,
     Nesterov,
     NormClipping,
@@ -22,10 +26,29 @@ from training.spec import (
     PlateauSchedule,
     RMSprop,
     StepSchedule,
+    Task,
     ValueClipping,
 )
+from training.tabular import DatasetError
 
 Params = Sequence[nn.Parameter]
+LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def loss_function(spec: JobSpec, task: Task) -> LossFunction:
+    """Cross-entropy for classification and MSE for regression, unless training.loss says otherwise."""
+    loss = spec.training.loss
+    if loss == Loss.auto:
+        loss = Loss.cross_entropy if task == Task.classification else Loss.mse
+    if loss == Loss.cross_entropy:
+        if task != Task.classification:
+            raise DatasetError(
+                "cross_entropy needs a classification dataset; this one is regression: use mse"
+            )
+        return F.cross_entropy
+    if task == Task.classification:
+        return lambda out, y: F.mse_loss(torch.softmax(out, dim=1), F.one_hot(y, out.shape[1]).to(out.dtype))
+    return F.mse_loss
 
 
 def _fast_kwargs(cls: Any) -> dict[str, Any]:
@@ -81,6 +104,16 @@ def build_scheduler(spec: Optimizer, optimizer: torch.optim.Optimizer, epochs: i
                 optimizer, factor=factor, patience=patience, min_lr=low
             )
     raise ValueError(f"unsupported schedule {spec.schedule!r}")
+
+
+def step_scheduler(scheduler: Scheduler | None, record: EpochRecord) -> None:
+    """Advance the schedule after an epoch; plateau watches val_loss (train_loss without validation)."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        watched = record.val_loss if record.val_loss is not None else record.train_loss
+        assert watched is not None  # every record the loop keeps has a finite training loss
+        scheduler.step(watched)
+    elif scheduler is not None:
+        scheduler.step()
 
 
 def l2_penalty(weights: Sequence[torch.Tensor], l2: float) -> torch.Tensor:

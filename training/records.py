@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 RunStatus = Literal["succeeded", "failed", "cancelled"]
 
@@ -25,7 +25,8 @@ class LayerDiagnostics(BaseModel):
 
 
 class EpochRecord(BaseModel):
-    """One epoch's metrics, as the loop measures them (None where a metric does not apply)."""
+    """One epoch's metrics, as the loop measures them: absent where a metric does not apply to the run,
+    null where it applies but was not measured that epoch."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -46,6 +47,13 @@ class EpochRecord(BaseModel):
     seconds: float | None = None
     samples_per_second: float | None = None
     layers: list[LayerDiagnostics] = Field(default_factory=list)
+
+    @model_serializer(mode="wrap")
+    def _measured_only(self, handler: SerializerFunctionWrapHandler):
+        # no return annotation on purpose: pydantic then documents the fields, not "any"
+        # A key is absent when the metric does not apply to the run (train_rmse of a classifier,
+        # l2_penalty without L2) and null when it applies but was not measured: dumps keep that apart.
+        return {key: value for key, value in handler(self).items() if key in self.model_fields_set}
 
 
 class RunResult(BaseModel):

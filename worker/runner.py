@@ -26,6 +26,7 @@ from api.jobs import lifecycle
 from api.models import Checkpoint, Dataset, Job, JobStatus
 from training.callbacks import Callback, CheckpointInfo
 from training.download import DatasetCache, using_cache
+from training.records import EpochRecord
 from training.spec import FileDatasetSpec, JobSpec, UploadedDatasetSpec
 
 log = logging.getLogger(__name__)
@@ -139,11 +140,12 @@ class ServiceCallback(Callback):
         # Often enough that a live job never looks stale, rarely enough to spare the database.
         self._beat_every = max(CANCEL_POLL_S, min(10.0, context.settings.heartbeat_timeout / 4))
 
-    def on_epoch_end(self, record: dict[str, Any]) -> None:
+    def on_epoch_end(self, record: EpochRecord) -> None:
         """One metrics row per epoch, with the heartbeat, in one transaction."""
         worker = self.context.identity.name
+        row = record.model_dump(mode="json")
         if not self.context.write(
-            lambda s: lifecycle.record_epoch(s, job_id=self.job_id, worker=worker, record=record)
+            lambda s: lifecycle.record_epoch(s, job_id=self.job_id, worker=worker, record=row)
         ):
             self.lost = True
 
@@ -234,7 +236,7 @@ def _train(context: WorkerContext, job_id: str) -> str:
             log.exception("job %s failed", job_id)
             return finish(JobStatus.failed, error=describe_error(error))
 
-        outcome = result.to_dict()
+        outcome = result.model_dump(mode="json")
         if callback.lost:
             log.warning("job %s was taken from this worker while it ran; its result is dropped", job_id)
             return "lost"

@@ -21,11 +21,11 @@ from training.spec import (
     Task,
     UploadedDatasetSpec,
     count_parameters,
-    dataset_shape,
+    data_kind,
+    dataset_info,
     example_shape,
     lint,
 )
-from training.spec.dataset import dataset_kind
 
 
 @dataclass(frozen=True)
@@ -49,24 +49,24 @@ def _uploaded_shape(session: Session, *, owner: str, spec: JobSpec, dataset_id: 
         raise Unprocessable.for_field(
             "spec.dataset.id", f"no uploaded dataset with id {dataset_id!r}; list yours with GET /v1/datasets"
         )
-    example_shape = tuple(row.example_shape or [row.columns])
-    kind = "sequence" if len(example_shape) == 2 else "table"
+    shape = tuple(row.example_shape or [row.columns])
+    kind = "sequence" if len(shape) == 2 else "table"
     network = spec.network
     if isinstance(network, RNNNetwork) and kind != "sequence":
         raise Unprocessable.for_field(
             "spec.network.type",
             f"network type rnn needs sequences, an .npz whose X has shape (N, T, F); dataset {dataset_id} "
-            f"holds examples of shape {list(example_shape)}",
+            f"holds examples of shape {list(shape)}",
         )
     if isinstance(network, CNNNetwork) and kind != "sequence":
         raise Unprocessable.for_field(
             "spec.network.type",
             f"network type cnn needs images or sequences; dataset {dataset_id} holds examples of shape "
-            f"{list(example_shape)} (uploads are tables, or sequences: an .npz whose X has shape (N, T, F))",
+            f"{list(shape)} (uploads are tables, or sequences: an .npz whose X has shape (N, T, F))",
         )
     # A regression upload may hold several targets; one is the common case and only sizes the count.
     outputs = row.classes if row.task == Task.classification and row.classes else 1
-    return DataShape(example_shape=example_shape, outputs=outputs, kind=kind)
+    return DataShape(example_shape=shape, outputs=outputs, kind=kind)
 
 
 def resolve_data_shape(session: Session, *, owner: str, spec: JobSpec) -> DataShape:
@@ -81,7 +81,7 @@ def resolve_data_shape(session: Session, *, owner: str, spec: JobSpec) -> DataSh
         )
     if isinstance(dataset, UploadedDatasetSpec):
         return _uploaded_shape(session, owner=owner, spec=spec, dataset_id=dataset.id)
-    info, kind, shape = dataset_shape(spec), dataset_kind(dataset), example_shape(dataset)
+    info, kind, shape = dataset_info(dataset), data_kind(dataset), example_shape(dataset)
     if info is None or kind is None or shape is None:  # unreachable while DATASET_INFO names every dataset
         raise Unprocessable.for_field("spec.dataset", "the service does not know this dataset's shape")
     return DataShape(example_shape=shape, outputs=info.outputs, kind=kind, feature_scale=info.feature_scale)
@@ -120,9 +120,7 @@ def check_spec(
     shape = resolve_data_shape(session, owner=owner, spec=spec)
     parameters = check_limits(spec, shape=shape, settings=settings)
     sequence_length = shape.example_shape[0] if shape.kind == "sequence" else None
-    warnings = lint(
-        spec, feature_scale=shape.feature_scale, data_kind=shape.kind, sequence_length=sequence_length
-    )
+    warnings = lint(spec, feature_scale=shape.feature_scale, sequence_length=sequence_length)
     return shape, parameters, warnings
 
 

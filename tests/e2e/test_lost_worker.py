@@ -74,7 +74,9 @@ def assert_same_as_an_uninterrupted_run(result: dict[str, Any], out_dir: Path) -
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the worker trains (--threads 1): the same arithmetic, bit for bit
     try:
-        straight = training.fit(JobSpec.model_validate(HANDBACK_SPEC), out_dir=out_dir).to_dict()
+        straight = training.fit(JobSpec.model_validate(HANDBACK_SPEC), out_dir=out_dir).model_dump(
+            mode="json"
+        )
     finally:
         torch.set_num_threads(threads)
     timing = {"seconds", "samples_per_second"}

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from training.callbacks import Callback
+from training.records import EpochRecord
 from training.spec import JobSpec
 
 TINY: dict[str, Any] = {
@@ -35,16 +36,16 @@ def make_spec(**overrides: Any) -> JobSpec:
 
 
 class Recorder(Callback):
-    """A callback that keeps every epoch record and can cancel after a number of epochs."""
+    """A callback that keeps every epoch record (as stored JSON) and can cancel after a number of epochs."""
 
     def __init__(self, stop_after: int | None = None) -> None:
         self.records: list[dict[str, Any]] = []
         self.checkpoints: list[Any] = []
         self.stop_after = stop_after
 
-    def on_epoch_end(self, record: dict[str, Any]) -> None:
-        """Keep the record."""
-        self.records.append(record)
+    def on_epoch_end(self, record: EpochRecord) -> None:
+        """Keep the record's JSON form (what metrics.jsonl and the database hold)."""
+        self.records.append(record.model_dump(mode="json"))
 
     def on_checkpoint(self, info: Any) -> None:
         """Keep the checkpoint info."""

@@ -127,8 +127,8 @@ def test_clipping_turns_a_diverging_run_into_a_converging_one() -> None:
     quick = {"epochs": 6, "diagnostics_every": 0}  # diagnostics only observe: same trajectory, faster
     diverged = fit(example("rnn-exploding", training=quick))
     assert diverged.status == "failed" and "nan" in (diverged.error or "")
-    assert diverged.final is not None and diverged.final["epoch"] == 1  # the last finite epoch
-    assert diverged.final["train_loss"] > 1e10
+    assert diverged.final is not None and diverged.final.epoch == 1  # the last finite epoch
+    assert diverged.final.train_loss is not None and diverged.final.train_loss > 1e10
     clipped, records = run_fit(example("rnn-clipped", training=quick))
     assert clipped.status == "succeeded"
     assert records[-1]["val_loss"] < 0.15  # predicting the mean of sin over random phases: 0.5
@@ -271,7 +271,7 @@ def test_lint_warns_about_unclipped_recurrent_nets(overrides: dict[str, Any], co
 def test_lint_sees_the_length_of_a_sequence_file() -> None:
     spec = with_dataset({"path": "x.npz"})
     assert "rnn_long_sequence_without_clipping" not in [w.code for w in lint(spec)]
-    codes = [w.code for w in lint(spec, data_kind="sequence", sequence_length=200)]
+    codes = [w.code for w in lint(spec, sequence_length=200)]
     assert "rnn_long_sequence_without_clipping" in codes
 
 

@@ -17,21 +17,27 @@ from training.spec import (
     Adagrad,
     Adam,
     AdamW,
+    BuiltinDatasetSpec,
+    CNNNetwork,
     CosineSchedule,
     InitName,
     JobSpec,
+    MLPNetwork,
+    MNIST1DDatasetSpec,
     Momentum,
     Nesterov,
     NormalInit,
     NormClipping,
     PlateauSchedule,
     RMSprop,
+    RNNNetwork,
     StepSchedule,
     UniformInit,
     ValueClipping,
     count_parameters,
     describe_errors,
     lint,
+    network_misfit,
 )
 
 MINIMAL = {"dataset": {"name": "digits"}, "network": {"hidden_layers": [16]}}
@@ -379,11 +385,15 @@ def test_lint_uses_the_feature_scale_it_is_given() -> None:
     assert all(w.message.endswith(".") for w in lint(spec, feature_scale=500.0))
 
 
-def test_cnn_on_a_table_warns_when_the_data_kind_is_known() -> None:
-    spec = JobSpec.model_validate({"dataset": {"path": "data.csv"}, "network": {"type": "cnn"}})
-    assert "cnn_on_table" in [w.code for w in lint(spec, data_kind="table")]
-    assert "cnn_on_table" not in [w.code for w in lint(spec, data_kind="image")]
-    assert "cnn_on_table" not in [w.code for w in lint(spec, data_kind="sequence")]
+def test_network_misfit_names_what_each_network_needs() -> None:
+    cnn, rnn, mlp = CNNNetwork(), RNNNetwork(), MLPNetwork(hidden_layers=[4])
+    assert "needs images or sequences" in (network_misfit(cnn, "table") or "")
+    assert "as_images" in (network_misfit(cnn, "table", BuiltinDatasetSpec(name="digits")) or "")
+    assert "as_sequence" in (network_misfit(cnn, "table", MNIST1DDatasetSpec(name="mnist1d")) or "")
+    assert "needs sequences" in (network_misfit(rnn, "image") or "")
+    assert [network_misfit(cnn, "image"), network_misfit(cnn, "sequence")] == [None, None]
+    assert network_misfit(rnn, "sequence") is None
+    assert {network_misfit(mlp, kind) for kind in ("table", "sequence", "image")} == {None}
 
 
 def test_every_lint_code_has_a_test_case() -> None:
@@ -393,7 +403,7 @@ def test_every_lint_code_has_a_test_case() -> None:
     source = Path(importlib.import_module("training.spec.lint").__file__ or "").read_text()
     codes_in_source = set(re.findall(r'warn\(\s*"([a-z_]+)"', source))
     assert len(codes_in_source) >= 9
-    assert codes_in_source <= {case[0] for case in LINT_CASES} | {"cnn_on_table"}
+    assert codes_in_source <= {case[0] for case in LINT_CASES}
 
 
 def test_every_spec_field_has_a_description_and_an_example() -> None:

@@ -14,9 +14,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tests.training.conftest import make_spec, run_fit
+from tests.training.conftest import Recorder, make_spec, run_fit
+from training.callbacks import EarlyStopper
 from training.checkpoint import prefixed, read_checkpoint
-from training.loop import EarlyStopper, Trainer
+from training.loop import Trainer
 from training.network import weight_matrices
 from training.optim import build_optimizer, clip_gradients, global_grad_norm, l2_penalty
 from training.spec import JobSpec, NormClipping, ValueClipping
@@ -108,9 +109,9 @@ def test_clip_gradients_max_value_clamps_elements() -> None:
 
 def applied_gradients(spec: JobSpec) -> tuple[list[torch.Tensor], list[dict[str, Any]]]:
     """Run a Trainer, capturing the gradient the optimizer applies at every step, and the records."""
-    trainer = Trainer(spec, None, [])
+    recorder = Recorder()
+    trainer = Trainer(spec, None, [recorder])
     applied: list[torch.Tensor] = []
-    records: list[dict[str, Any]] = []
     step = trainer.optimizer.step
 
     def capturing_step(*args: Any, **kwargs: Any) -> Any:
@@ -118,9 +119,8 @@ def applied_gradients(spec: JobSpec) -> tuple[list[torch.Tensor], list[dict[str,
         return step(*args, **kwargs)
 
     trainer.optimizer.step = capturing_step  # type: ignore[method-assign]
-    trainer._write_record = records.append  # type: ignore[method-assign]
     assert trainer.run().status == "succeeded"
-    return applied, records
+    return applied, recorder.records
 
 
 CLIP_BASE: dict[str, Any] = {
@@ -191,7 +191,7 @@ def test_early_stopping_stops_an_overfitting_run_and_restores_the_best_weights(t
     assert result.stopped_early and result.epochs_run < 100
     assert result.best_epoch is not None and result.best_epoch < result.epochs_run
     assert result.epochs_run == result.best_epoch + 5
-    assert min(val_losses) == val_losses[result.best_epoch - 1] == result.best["val_loss"]  # type: ignore[index]
+    assert min(val_losses) == val_losses[result.best_epoch - 1] == result.best.val_loss  # type: ignore[union-attr]
     assert "early stopping" in result.stop_reason  # type: ignore[operator]
     best = state_of(tmp_path / "checkpoints" / "best.safetensors")
     assert_same_state(trainer.model, best)
@@ -223,14 +223,14 @@ def test_early_stopping_min_delta_counts_only_big_improvements() -> None:
     result, records = run_fit(spec)
     assert (result.best_epoch, result.epochs_run) == (1, 4)
     assert records[-1]["val_loss"] < records[0]["val_loss"]  # it did improve, by less than min_delta
-    stopper = EarlyStopper("val_loss", maximize=False, patience=2, min_delta=0.1)
+    stopper = EarlyStopper("val_loss", patience=2, min_delta=0.1)
     assert [stopper.update(v, e) for e, v in enumerate([1.0, 0.95, 0.89, 0.8], start=1)] == [
         True,
         False,
         True,
         False,
     ]
-    assert stopper.best_epoch == 3 and stopper.bad_epochs == 1 and not stopper.should_stop
+    assert stopper.best_epoch == 3 and stopper.bad_epochs == 1 and not stopper.stopped
 
 
 def test_early_stopping_on_val_accuracy_maximizes() -> None:
@@ -241,16 +241,16 @@ def test_early_stopping_on_val_accuracy_maximizes() -> None:
     )
     result, records = run_fit(spec)
     accuracies = [record["val_accuracy"] for record in records]
-    assert result.best["val_accuracy"] == max(accuracies)  # type: ignore[index]
+    assert result.best.val_accuracy == max(accuracies)  # type: ignore[union-attr]
     assert result.best_epoch == accuracies.index(max(accuracies)) + 1
-    stopper = EarlyStopper("val_accuracy", maximize=True, patience=2)
+    stopper = EarlyStopper("val_accuracy", patience=2)
     assert [stopper.update(v, e) for e, v in enumerate([0.5, 0.7, 0.6, 0.65], start=1)] == [
         True,
         True,
         False,
         False,
     ]
-    assert stopper.should_stop and stopper.best == 0.7
+    assert stopper.stopped and stopper.best == 0.7
 
 
 def test_early_stopping_without_validation_split_watches_training_loss() -> None:
@@ -262,7 +262,7 @@ def test_early_stopping_without_validation_split_watches_training_loss() -> None
     result, records = run_fit(spec)
     assert result.status == "succeeded"
     assert records[0]["val_loss"] is None
-    assert result.best["train_loss"] == min(r["train_loss"] for r in records)  # type: ignore[index]
+    assert result.best.train_loss == min(r["train_loss"] for r in records)  # type: ignore[union-attr]
 
 
 # ------------------------------------------------------------------------------------------ L2
@@ -323,9 +323,9 @@ def test_l2_penalty_covers_linear_weight_matrices_only() -> None:
 
 
 def test_record_l2_penalty_matches_the_weights() -> None:
-    trainer = Trainer(make_spec(generalization={"l2": 0.01}, training={"epochs": 2}), None, [])
-    records: list[dict[str, Any]] = []
-    trainer._write_record = records.append  # type: ignore[method-assign]
+    recorder = Recorder()
+    trainer = Trainer(make_spec(generalization={"l2": 0.01}, training={"epochs": 2}), None, [recorder])
+    records = recorder.records
     trainer.run()
     expected = 0.01 * sum(w.detach().pow(2).sum().item() for w in weight_matrices(trainer.model))
     assert records[-1]["l2_penalty"] == pytest.approx(expected, rel=1e-5)
@@ -492,11 +492,11 @@ def test_dead_fraction_sees_relu_units_pushed_negative() -> None:
     spec = make_spec(
         activation="relu", network={"hidden_layers": [8]}, training={"epochs": 1, "diagnostics_every": 1}
     )
-    trainer = Trainer(spec, None, [])
+    recorder = Recorder()
+    trainer = Trainer(spec, None, [recorder])
     with torch.no_grad():
         trainer.model.linears[0].bias[:4] = -100.0  # half the units never fire
-    records: list[dict[str, Any]] = []
-    trainer._write_record = records.append  # type: ignore[method-assign]
+    records = recorder.records
     trainer.run()
     assert records[0]["layers"][0]["dead_fraction"] == pytest.approx(0.5)
 
@@ -511,10 +511,10 @@ def test_diagnostics_every_0_takes_no_gradient_statistics() -> None:
 
 
 def test_update_ratio_is_the_relative_weight_change_of_the_epoch() -> None:
-    trainer = Trainer(make_spec(training={"epochs": 1}), None, [])
+    recorder = Recorder()
+    trainer = Trainer(make_spec(training={"epochs": 1}), None, [recorder])
     start = [layer.weight.detach().clone() for layer in trainer.model.linear_layers()]
-    records: list[dict[str, Any]] = []
-    trainer._write_record = records.append  # type: ignore[method-assign]
+    records = recorder.records
     trainer.run()
     for layer, before, entry in zip(trainer.model.linear_layers(), start, records[0]["layers"], strict=True):
         expected = (layer.weight.detach() - before).norm() / before.norm()

@@ -16,6 +16,7 @@ from training.spec.dataset import (
     MNIST1D_LENGTH,
     BuiltinDataset,
     BuiltinDatasetSpec,
+    DataKind,
     DatasetInfo,
     DatasetSpec,
     DownloadedDataset,
@@ -30,19 +31,22 @@ from training.spec.dataset import (
     Task,
     UploadedDatasetSpec,
     ValidationSplit,
+    data_kind,
+    dataset_info,
+    example_kind,
     example_shape,
 )
 from training.spec.errors import FieldError, describe_errors
 from training.spec.job import (
-    MAXIMIZED_METRICS,
     EarlyStopping,
     Generalization,
     JobSpec,
     Loss,
     Monitor,
     Training,
+    network_misfit,
 )
-from training.spec.lint import SpecWarning, count_parameters, dataset_shape, lint
+from training.spec.lint import SpecWarning, count_parameters, lint
 from training.spec.network import (
     ACTIVATION_ALIASES,
     RELU_TYPE,
@@ -64,7 +68,6 @@ from training.spec.network import (
     UniformInit,
 )
 from training.spec.optimizer import (
-    OPTIMIZER_NAMES,
     SGD,
     Adagrad,
     Adam,
@@ -88,14 +91,12 @@ __all__ = [
     "DIGITS_IMAGE",
     "EXAMPLE_SPEC",
     "IMAGE_SHAPES",
-    "MAXIMIZED_METRICS",
     "MAX_EPOCHS",
     "MAX_HIDDEN_LAYERS",
     "MAX_LAYER_WIDTH",
     "MAX_SAMPLES",
     "MNIST1D",
     "MNIST1D_LENGTH",
-    "OPTIMIZER_NAMES",
     "RELU_TYPE",
     "SGD",
     "SIGMOID_TYPE",
@@ -108,6 +109,7 @@ __all__ = [
     "CNNNetwork",
     "Clipping",
     "CosineSchedule",
+    "DataKind",
     "DatasetInfo",
     "DatasetSpec",
     "DownloadedDataset",
@@ -154,8 +156,11 @@ __all__ = [
     "ValidationSplit",
     "ValueClipping",
     "count_parameters",
-    "dataset_shape",
+    "data_kind",
+    "dataset_info",
     "describe_errors",
+    "example_kind",
     "example_shape",
     "lint",
+    "network_misfit",
 ]

@@ -64,6 +64,15 @@ class Task(StrEnum):
     regression = "regression"
 
 
+DataKind = Literal["table", "sequence", "image"]
+
+
+def example_kind(example_shape: tuple[int, ...]) -> DataKind:
+    """What one example of this shape is: (features,), (time steps, features) or (C, H, W)."""
+    kinds: dict[int, DataKind] = {1: "table", 2: "sequence", 3: "image"}
+    return kinds[len(example_shape)]
+
+
 class DatasetInfo(BaseModel):
     """Shape of a built-in dataset, known without loading it (for lint and parameter counts)."""
 
@@ -71,7 +80,7 @@ class DatasetInfo(BaseModel):
     outputs: int
     task: Task
     feature_scale: float  # largest absolute feature value: far from 1 means inputs need scaling
-    kind: Literal["table", "sequence", "image"] = "table"
+    kind: DataKind = "table"
 
 
 DATASET_INFO: dict[str, DatasetInfo] = {
@@ -250,8 +259,8 @@ class UploadedDatasetSpec(SplitOptions):
     id: str = Field(description="Id returned by the upload.", examples=["ds_4f1c2a"])
 
 
-def _dataset_kind(value: Any) -> str | None:
-    """Pick the dataset model by the keys present, so errors speak about the right one."""
+def _dataset_spec_tag(value: Any) -> str | None:
+    """Which DatasetSpec model a value is, by the keys present, so errors speak about the right one."""
     get = value.get if isinstance(value, dict) else lambda key, default=None: getattr(value, key, default)
     if get("path") is not None:
         return "file"
@@ -278,7 +287,7 @@ DatasetSpec = Annotated[
     | Annotated[FileDatasetSpec, Tag("file")]
     | Annotated[UploadedDatasetSpec, Tag("upload")],
     Discriminator(
-        _dataset_kind,
+        _dataset_spec_tag,
         custom_error_type="unknown_dataset",
         custom_error_message=(
             "dataset needs a name (built-in: "
@@ -295,25 +304,28 @@ DatasetSpec = Annotated[
 ]
 
 
-def dataset_kind(spec: DatasetSpec) -> str | None:
+def dataset_info(spec: DatasetSpec) -> DatasetInfo | None:
+    """Features, outputs, task and kind of a named dataset; None for files and uploads."""
+    return DATASET_INFO.get(str(getattr(spec, "name", "")))
+
+
+def data_kind(spec: DatasetSpec) -> DataKind | None:
     """table, sequence or image when known from the spec alone; None for files and uploads."""
     if isinstance(spec, BuiltinDatasetSpec | DownloadedDatasetSpec) and spec.as_images:
         return "image"
     if isinstance(spec, MNIST1DDatasetSpec) and spec.as_sequence:
         return "sequence"
-    info = DATASET_INFO.get(str(getattr(spec, "name", "")))
+    info = dataset_info(spec)
     return info.kind if info else None
 
 
 def example_shape(spec: DatasetSpec) -> tuple[int, ...] | None:
     """One example's shape known from the spec alone, (F,), (T, F) or (C, H, W); None for files, uploads."""
-    name = str(getattr(spec, "name", ""))
-    info = DATASET_INFO.get(name)
-    kind = dataset_kind(spec)
+    info, kind = dataset_info(spec), data_kind(spec)
     if info is None or kind is None:
         return None
     if kind == "image":
-        return IMAGE_SHAPES[name]
+        return IMAGE_SHAPES[str(getattr(spec, "name", ""))]
     if isinstance(spec, MNIST1DDatasetSpec):
         return (MNIST1D_LENGTH, 1) if spec.as_sequence else (MNIST1D_LENGTH,)
     if isinstance(spec, SequenceDatasetSpec):

@@ -8,29 +8,25 @@ from pydantic import (
     BaseModel,
 )
 
-from training.spec.optimizer import OPTIMIZER_NAMES
+from training.spec.job import JobSpec
+
+
+def _union_tags(schema: Any) -> set[str]:
+    """Every tag of every discriminated union in a pydantic core schema (the names the spec declares)."""
+    tags: set[str] = set()
+    if isinstance(schema, dict):
+        if schema.get("type") == "tagged-union":
+            tags.update(str(tag) for tag in schema["choices"])
+        for value in schema.values():
+            tags |= _union_tags(value)
+    elif isinstance(schema, list | tuple):
+        for value in schema:
+            tags |= _union_tags(value)
+    return tags
+
 
 # Segments pydantic adds to an error location for union members; a person thinks in field paths.
-_UNION_TAGS = frozenset(
-    {
-        "builtin",
-        "synthetic",
-        "sequence",
-        "mlp",
-        "rnn",
-        "cnn",
-        "file",
-        "upload",
-        "norm",
-        "value",
-        "normal",
-        "uniform",
-        "step",
-        "cosine",
-        "plateau",
-        *OPTIMIZER_NAMES,
-    }
-)
+_UNION_TAGS = frozenset(_union_tags(JobSpec.__pydantic_core_schema__))
 
 
 class FieldError(BaseModel):

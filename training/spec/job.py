@@ -12,7 +12,7 @@ from pydantic import (
 )
 
 from training.spec.base import MAX_EPOCHS, MAX_SAMPLES, SpecModel
-from training.spec.dataset import IMAGE_SHAPES, MNIST1D, DatasetSpec, dataset_kind
+from training.spec.dataset import IMAGE_SHAPES, MNIST1D, DataKind, DatasetSpec, data_kind
 from training.spec.network import (
     ACTIVATION_ALIASES,
     Activation,
@@ -35,9 +35,6 @@ class Monitor(StrEnum):
     val_accuracy = "val_accuracy"
     val_rmse = "val_rmse"
     train_loss = "train_loss"
-
-
-MAXIMIZED_METRICS = frozenset({"val_accuracy", "train_accuracy"})
 
 
 class EarlyStopping(SpecModel):
@@ -156,7 +153,9 @@ class JobSpec(SpecModel):
 
     @model_validator(mode="after")
     def _network_fits_options(self) -> JobSpec:
-        network, kind = self.network, dataset_kind(self.dataset)
+        network, kind = self.network, data_kind(self.dataset)
+        if kind is not None and (misfit := network_misfit(network, kind, self.dataset)):
+            raise ValueError(misfit)
         if isinstance(network, RNNNetwork):
             if self.normalization.layers == LayerNormalization.batch:
                 raise ValueError(
@@ -168,14 +167,22 @@ class JobSpec(SpecModel):
                     f"a plain rnn cell computes tanh or relu, not {self.activation}; "
                     "set activation to tanh or relu, or use cell lstm or gru"
                 )
-            if kind in ("table", "image"):
-                raise ValueError(
-                    "network type rnn needs a sequence dataset (adding, parity, sine_sequence, mnist1d with "
-                    "as_sequence, or an .npz whose X has shape (N, T, F))"
-                )
-        if isinstance(network, CNNNetwork) and kind == "table":
-            name = getattr(self.dataset, "name", "")
-            option = {"mnist1d": "as_sequence"}.get(name, "as_images")
-            hint = f" (set dataset.{option}: true)" if name in (*IMAGE_SHAPES, MNIST1D) else ""
-            raise ValueError(f"network type cnn needs an image or sequence dataset{hint}")
         return self
+
+
+def network_misfit(network: NetworkSpec, kind: DataKind, dataset: DatasetSpec | None = None) -> str | None:
+    """Why this network cannot read data of this kind (a sentence a person can act on); None if it can."""
+    name = str(getattr(dataset, "name", ""))
+    if isinstance(network, RNNNetwork) and kind != "sequence":
+        return (
+            "network type rnn needs sequences: a sequence dataset (adding, parity, sine_sequence, mnist1d "
+            f"with as_sequence, or an .npz whose X has shape (N, T, F)); this dataset is a {kind} dataset"
+        )
+    if isinstance(network, CNNNetwork) and kind == "table":
+        option = "as_sequence" if name == MNIST1D else "as_images"
+        hint = f" (set dataset.{option}: true)" if name in (*IMAGE_SHAPES, MNIST1D) else ""
+        return (
+            f"network type cnn needs images or sequences: an image or sequence dataset{hint}; "
+            "this dataset is a table"
+        )
+    return None

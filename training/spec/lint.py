@@ -9,7 +9,7 @@ from pydantic import (
     BaseModel,
 )
 
-from training.spec.dataset import DATASET_INFO, DatasetInfo, MNIST1DDatasetSpec, dataset_kind
+from training.spec.dataset import MNIST1DDatasetSpec, dataset_info
 from training.spec.job import JobSpec
 from training.spec.network import (
     SIGMOID_TYPE,
@@ -51,7 +51,6 @@ def lint(
     spec: JobSpec,
     *,
     feature_scale: float | None = None,
-    data_kind: str | None = None,
     sequence_length: int | None = None,
 ) -> list[SpecWarning]:
     """Warnings for legal but doubtful specs; the keyword facts come from the loaded data when known."""
@@ -63,7 +62,6 @@ def lint(
     layers = spec.normalization.layers
     depth = network_depth(spec.network)
     network = spec.network
-    data_kind = data_kind or dataset_kind(spec.dataset)
     sequence_length = sequence_length or getattr(spec.dataset, "length", None)
     if isinstance(network, RNNNetwork):
         if spec.clipping is None and sequence_length is not None and sequence_length > 50:
@@ -86,14 +84,6 @@ def lint(
                 "activation",
                 f"{network.cell} cells have their own gate activations; {spec.activation} is not used.",
             )
-    if isinstance(network, CNNNetwork) and data_kind == "table":
-        warn(
-            "cnn_on_table",
-            "network.type",
-            "A cnn on a table: it convolves over the columns as if neighbouring columns were neighbouring "
-            "time steps. Use an mlp, or give the cnn images or sequences (as_images, as_sequence, or an "
-            ".npz whose X has shape (N, T, F)).",
-        )
     dataset = spec.dataset
     if isinstance(dataset, MNIST1DDatasetSpec) and not dataset.is_paper_set:
         warn(
@@ -157,7 +147,7 @@ def lint(
             "Both an L2 penalty and AdamW's weight decay shrink the weights: use one of them.",
         )
     if feature_scale is None:
-        info = DATASET_INFO.get(str(getattr(spec.dataset, "name", "")))
+        info = dataset_info(spec.dataset)
         feature_scale = info.feature_scale if info else None
     if spec.normalization.inputs == InputScaling.none and feature_scale is not None and feature_scale > 10:
         warn(
@@ -197,7 +187,7 @@ def count_parameters(spec: JobSpec, *, input_shape: tuple[int, ...], outputs: in
                 width *= input_shape[0] if len(input_shape) == 2 else 1
             return total + width * outputs + outputs
         case CNNNetwork(channels=channels, hidden_layers=hidden):
-            in_channels = {3: input_shape[0], 2: input_shape[-1]}.get(len(input_shape), 1)  # table row: 1
+            in_channels = input_shape[0] if len(input_shape) == 3 else input_shape[-1]
             area = 2 if len(input_shape) == 3 else 1  # a square kernel on images
             total = 0
             for out_channels, k in zip(channels, network.kernel_sizes(), strict=True):
@@ -209,8 +199,3 @@ def count_parameters(spec: JobSpec, *, input_shape: tuple[int, ...], outputs: in
         case MLPNetwork(hidden_layers=hidden):
             return _linear_stack([math.prod(input_shape), *hidden, outputs], normalized)
     raise ValueError(f"unknown network {network!r}")
-
-
-def dataset_shape(spec: JobSpec) -> DatasetInfo | None:
-    """Features/outputs/task of a built-in or synthetic dataset; None for files and uploads."""
-    return DATASET_INFO.get(str(getattr(spec.dataset, "name", "")))

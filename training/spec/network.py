@@ -174,15 +174,16 @@ class CNNNetwork(SpecModel):
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """(channels, *spatial) after the convolution blocks, for one example of `input_shape`.
 
-        Images (C, H, W) get 2-D convolutions; sequences (T, F) 1-D ones over T with F channels, and a
-        table row (F,) is a sequence of F steps of one feature. ValueError when a size drops below 1.
+        Images (C, H, W) get 2-D convolutions, sequences (T, F) 1-D ones over T with F channels.
+        ValueError when a size drops below 1.
         """
+        if len(input_shape) not in (2, 3):
+            raise ValueError(
+                f"a cnn reads images (C, H, W) or sequences (T, F), not shape {list(input_shape)}"
+            )
+        channels, spatial = input_shape[-1], [input_shape[0]]
         if len(input_shape) == 3:
             channels, spatial = input_shape[0], list(input_shape[1:])
-        elif len(input_shape) == 2:
-            channels, spatial = input_shape[1], [input_shape[0]]
-        else:
-            channels, spatial = 1, [input_shape[0]]
         for i, (out, k, stride) in enumerate(
             zip(self.channels, self.kernel_sizes(), self.strides(), strict=True)
         ):

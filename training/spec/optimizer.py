@@ -113,7 +113,6 @@ class Adagrad(_OptimizerBase):
 Optimizer = Annotated[
     SGD | Momentum | Nesterov | Adam | AdamW | RMSprop | Adagrad, Field(discriminator="name")
 ]
-OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad")
 
 
 class NormClipping(SpecModel):
