@@ -191,7 +191,7 @@ def test_benchmarks_validate_without_their_files(
     response = client.post("/v1/specs/validate", json={"spec": spec}, headers=auth_headers)
     assert response.status_code == 200, response.text
     assert (response.json()["features"], response.json()["outputs"]) == (784, 10)
-    assert not settings.resolved_dataset_cache.exists()  # shapes are known: nothing was fetched
+    assert not (settings.resolved_dataset_cache / "mnist").exists()  # shapes are known: nothing fetched
     shrunk = {**spec, "network": {"type": "cnn", "channels": [4] * 6}}  # 28 -> 14 -> ... -> 0
     response = client.post("/v1/specs/validate", json={"spec": shrunk}, headers=auth_headers)
     assert response.status_code == 422 and "leaves nothing" in response.text, response.text
