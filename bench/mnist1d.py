@@ -80,9 +80,7 @@ def main() -> None:
     data_dir, port = scratch / "var", free_port()
     # generated before the jobs start, so that their seconds are training time
     fetch = [sys.executable, "-m", "trainctl", "datasets", "fetch", "mnist1d", "--data-dir", str(data_dir)]
-    subprocess.run(
-        fetch, check=True, env={k: v for k, v in os.environ.items() if not k.startswith("TRAINCTL_")}
-    )
+    subprocess.run(fetch, check=True, env=clean_env(), stdout=subprocess.DEVNULL)
     service = start_service(data_dir, port, args.concurrency)
     try:
         client = connect(f"http://127.0.0.1:{port}", data_dir)

@@ -92,7 +92,6 @@ class LayerInternals:
 
 
 Internals = dict[str, LayerInternals]
-Shape = tuple[int, ...]  # one example: (features,), (time steps, features) or (channels, height, width)
 WeightGroups = list[tuple[str, list[torch.Tensor]]]
 
 

@@ -27,6 +27,7 @@ from training.download import (
     REMOTE_FILES,
     DatasetCache,
     DownloadError,
+    current_cache,
     fetch_dataset,
     fetch_file,
     using_cache,
@@ -168,3 +169,19 @@ def test_without_network_or_cache_the_job_fails_naming_files_folder_and_mirror(t
         assert expected in error
     assert "TRAINCTL_DATASET_MIRROR" in error and "trainctl datasets fetch mnist" in error
     assert leftovers(tmp_path) == []
+
+
+def test_the_cache_in_use_is_the_callers_else_the_environments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRAINCTL_DATASET_CACHE", str(tmp_path / "from-env"))
+    monkeypatch.setenv("TRAINCTL_DATASET_MIRROR", "https://mirror.example/data/")
+    assert current_cache() == DatasetCache(tmp_path / "from-env", "https://mirror.example/data/")
+    assert current_cache().url(REMOTE_FILES["mnist"][0]).startswith("https://mirror.example/data/mnist/")
+    worker = DatasetCache(tmp_path / "worker")
+    with using_cache(worker):
+        assert current_cache() is worker
+        assert current_cache().url(REMOTE_FILES["mnist"][0]) == REMOTE_FILES["mnist"][0].url
+    monkeypatch.delenv("TRAINCTL_DATASET_CACHE")
+    monkeypatch.setenv("TRAINCTL_DATA_DIR", str(tmp_path / "data"))
+    assert current_cache().folder == tmp_path / "data" / "datasets"
