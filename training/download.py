@@ -231,7 +231,7 @@ def fetch_dataset(name: str, cache: DatasetCache, progress: Progress | None = No
     remotes = REMOTE_FILES[name]
     try:
         return {remote.name: fetch_file(remote, cache, progress) for remote in remotes}
-    except DownloadError as error:
+    except (DownloadError, OSError) as error:  # OSError: a cache folder that cannot be written
         files = ", ".join(remote.name for remote in remotes)
         mirror = f"now {cache.mirror}" if cache.mirror else "not set"
         raise DownloadError(

@@ -185,3 +185,12 @@ def test_the_cache_in_use_is_the_callers_else_the_environments(
     monkeypatch.delenv("TRAINCTL_DATASET_CACHE")
     monkeypatch.setenv("TRAINCTL_DATA_DIR", str(tmp_path / "data"))
     assert current_cache().folder == tmp_path / "data" / "datasets"
+
+
+def test_a_cache_folder_that_cannot_be_written_fails_with_the_same_advice(
+    published: FileServer, tmp_path: Path
+) -> None:
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("")
+    with pytest.raises(DownloadError, match="TRAINCTL_DATASET_CACHE"):
+        fetch_dataset("mnist", DatasetCache(blocked / "cache"))
