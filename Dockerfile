@@ -1,4 +1,4 @@
-# One image for every role (api, worker, sweeper): the role is the `trainctl` command it runs.
+# One image for every role (api, worker, reaper): the role is the `trainctl` command it runs.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

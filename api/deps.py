@@ -9,10 +9,10 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from api.artifacts import ArtifactStore
 from api.auth.service import authenticate
-from api.config import Settings
 from api.errors import Unauthorized
+from core.artifacts import ArtifactStore
+from core.config import Settings
 
 # auto_error=False: a missing key becomes our 401 problem, not FastAPI's plain 403.
 bearer_scheme = HTTPBearer(

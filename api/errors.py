@@ -90,15 +90,6 @@ class Unauthorized(AppError):
         super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-class ServiceUnavailable(AppError):
-    """A dependency (database, broker) is unreachable for now; try again later."""
-
-    status, title, slug = 503, "Service unavailable", "service-unavailable"
-
-    def __init__(self, detail: str, *, retry_after: int = DATABASE_RETRY_AFTER_SECONDS) -> None:
-        super().__init__(detail, headers={"Retry-After": str(retry_after)})
-
-
 class Problem(BaseModel):
     """An RFC 9457 problem: what went wrong and, for bad input, which fields."""
 

@@ -8,12 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api.artifacts import ArtifactStore
-from api.broker import make_celery
 from api.compare.router import router as compare_router
-from api.config import Settings, get_settings
 from api.datasets.router import router as datasets_router
-from api.db import make_engine, make_session_factory
 from api.docs import install_docs
 from api.errors import install_error_handlers
 from api.events.router import router as events_router
@@ -24,6 +20,10 @@ from api.monitoring import router as monitoring_router
 from api.plots.router import router as plots_router
 from api.specs.router import router as specs_router
 from api.sweeps.router import router as sweeps_router
+from core.artifacts import ArtifactStore
+from core.broker import make_celery
+from core.config import Settings, get_settings
+from core.db import make_engine, make_session_factory
 
 DESCRIPTION = """
 Train neural networks as a service. Submit a **job spec** (network, activation, initialization,

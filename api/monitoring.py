@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import problem_response
-from api.models import EpochMetric, Job, JobStatus
+from core.models import EpochMetric, Job, JobStatus
 
 log = logging.getLogger(__name__)
 

@@ -30,10 +30,10 @@ from sqlalchemy import insert, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from api.config import Settings  # noqa: E402
-from api.db import scratch_database  # noqa: E402
-from api.migrate import upgrade_database  # noqa: E402
-from api.models import EpochMetric, Job, Sweep  # noqa: E402
+from core.config import Settings  # noqa: E402
+from core.db import scratch_database  # noqa: E402
+from core.migrate import upgrade_database  # noqa: E402
+from core.models import EpochMetric, Job, Sweep  # noqa: E402
 from training.spec import EXAMPLE_SPEC  # noqa: E402
 
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -80,7 +80,7 @@ def epoch_record(rng: random.Random, epoch: int, scale: float) -> dict[str, Any]
 
 def seed(database_url: str, *, jobs: int, epochs: int) -> tuple[str, float]:
     """One sweep of `jobs` finished jobs of `epochs` records each; returns (sweep id, seconds taken)."""
-    from api.db import make_engine
+    from core.db import make_engine
 
     started = time.perf_counter()
     rng = random.Random(0)

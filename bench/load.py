@@ -36,7 +36,7 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from api.db import scratch_database  # noqa: E402
+from core.db import scratch_database  # noqa: E402
 
 TINY_SPEC: dict[str, Any] = {
     "dataset": {"name": "iris"},
@@ -147,8 +147,8 @@ def main() -> int:
     trainctl = [sys.executable, "-m", "trainctl"]
     try:
         from api.auth.service import create_key
-        from api.db import make_engine, make_session_factory
-        from api.migrate import upgrade_database
+        from core.db import make_engine, make_session_factory
+        from core.migrate import upgrade_database
 
         upgrade_database(database_url)
         engine = make_engine(database_url)

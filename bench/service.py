@@ -28,9 +28,9 @@ from sqlalchemy import select
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from api.db import make_engine, make_session_factory, scratch_database  # noqa: E402
-from api.migrate import upgrade_database  # noqa: E402
-from api.models import Job, WorkerBeat  # noqa: E402
+from core.db import make_engine, make_session_factory, scratch_database  # noqa: E402
+from core.migrate import upgrade_database  # noqa: E402
+from core.models import Job, WorkerBeat  # noqa: E402
 
 ONE_EPOCH_IRIS = {
     "dataset": {"name": "iris"},

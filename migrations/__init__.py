@@ -1,1 +1,1 @@
-"""Alembic migrations of trainctl's database (run them with api.migrate.upgrade_database)."""
+"""Alembic migrations of trainctl's database (run them with core.migrate.upgrade_database)."""

@@ -1,13 +1,13 @@
-"""Alembic environment: the URL comes from the caller (api.migrate) or else from trainctl's settings."""
+"""Alembic environment: the URL comes from the caller (core.migrate) or else from trainctl's settings."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import Connection
 
-import api.models  # noqa: F401  (registers every table on Base.metadata)
-from api.config import get_settings
-from api.db import Base, make_engine
+import core.models  # noqa: F401  (registers every table on Base.metadata)
+from core.config import get_settings
+from core.db import Base, make_engine
 
 config = context.config
 target_metadata = Base.metadata

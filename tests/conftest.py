@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.exc import OperationalError
 
-from api.config import Settings
-from api.db import scratch_database
+from core.config import Settings
+from core.db import scratch_database
 
 TEST_DATABASE_ENV = "TRAINCTL_TEST_DATABASE_URL"
 TEST_BROKER_ENV = "TRAINCTL_TEST_BROKER_URL"
@@ -52,7 +52,7 @@ def blank_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
 @pytest.fixture
 def database_url(blank_database_url: str) -> str:
     """A fresh database migrated to head."""
-    from api.migrate import upgrade_database
+    from core.migrate import upgrade_database
 
     upgrade_database(blank_database_url)
     return blank_database_url

@@ -6,9 +6,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-import api.models  # noqa: F401
-from api.db import Base, make_engine
-from api.migrate import upgrade_database
+import core.models  # noqa: F401
+from core.db import Base, make_engine
+from core.migrate import upgrade_database
 
 
 def test_models_match_migrations(database_url: str) -> None:
@@ -34,7 +34,7 @@ def test_upgrade_is_idempotent(database_url: str) -> None:
 def test_downgrade_to_base_and_back(database_url: str) -> None:
     from alembic import command
 
-    from api.migrate import alembic_config
+    from core.migrate import alembic_config
 
     engine = make_engine(database_url)
     try:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from api.config import Settings, get_settings
+from core.config import Settings, get_settings
 from trainctl.client_cli import register_client_commands
 
 app = typer.Typer(
@@ -74,7 +74,7 @@ def api(host: HostOption = "127.0.0.1", port: PortOption = 8000, data_dir: DataD
     import uvicorn
 
     from api.main import create_app
-    from api.migrate import upgrade_database
+    from core.migrate import upgrade_database
 
     settings = load_settings(data_dir)
     upgrade_database(settings.resolved_database_url)
@@ -95,7 +95,7 @@ def worker(
     threads: Annotated[
         int | None, typer.Option(min=1, help="Torch threads per job (default: cores / jobs).")
     ] = None,
-    beat: Annotated[bool, typer.Option(help="Also schedule the periodic sweep (run exactly one).")] = False,
+    beat: Annotated[bool, typer.Option(help="Also schedule the periodic reaper (run exactly one).")] = False,
     data_dir: DataDirOption = None,
 ) -> None:
     """Run a Celery worker that trains jobs (with malloc tuned and torch warmed up once)."""
@@ -113,7 +113,7 @@ def worker(
     except ValueError as error:
         raise typer.BadParameter(str(error)) from error
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    from api.migrate import upgrade_database
+    from core.migrate import upgrade_database
 
     upgrade_database(settings.resolved_database_url)  # workers may start before the API has migrated
     exec_worker(plan, data_dir=settings.data_dir.resolve())
@@ -122,7 +122,7 @@ def worker(
 @app.command()
 def migrate(data_dir: DataDirOption = None) -> None:
     """Bring the database to the newest schema."""
-    from api.migrate import upgrade_database
+    from core.migrate import upgrade_database
 
     upgrade_database(load_settings(data_dir).resolved_database_url)
     typer.echo("database is up to date")
@@ -135,8 +135,8 @@ def keys_create(
 ) -> None:
     """Create an API key and print it (it is shown only once)."""
     from api.auth.service import create_key
-    from api.db import make_engine, make_session_factory
-    from api.migrate import upgrade_database
+    from core.db import make_engine, make_session_factory
+    from core.migrate import upgrade_database
 
     if not owner.strip():
         raise typer.BadParameter("must not be empty", param_hint="--owner")
@@ -159,8 +159,8 @@ def keys_revoke(
 ) -> None:
     """Revoke an API key at once."""
     from api.auth.service import revoke_key
-    from api.db import make_engine, make_session_factory
     from api.errors import NotFound
+    from core.db import make_engine, make_session_factory
 
     engine = make_engine(load_settings(data_dir).resolved_database_url)
     try:

@@ -2,132 +2,23 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from trainctl.errors import FieldProblem, ServerUnreachable, TrainctlError, WaitTimeout
+from trainctl.table import Table
+from training.records import EpochRecord
+
+__all__ = ["Client", "FieldProblem", "ServerUnreachable", "Table", "TrainctlError", "WaitTimeout"]
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
-RETRYABLE_STATUSES = frozenset({502, 503, 504})
-
-
-@dataclass(frozen=True)
-class FieldProblem:
-    """One invalid field named by the server."""
-
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.message}"
-
-
-class TrainctlError(Exception):
-    """A problem the server answered (application/problem+json), or no answer at all (status 0)."""
-
-    def __init__(
-        self, status: int, title: str, detail: str = "", errors: Iterable[FieldProblem] = ()
-    ) -> None:
-        self.status, self.title, self.detail = status, title, detail
-        self.errors = list(errors)
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        head = f"{self.title} ({self.status})" if self.status else self.title
-        if self.errors:
-            return "\n".join([head, *(f"  {error}" for error in self.errors)])
-        return f"{head}: {self.detail}" if self.detail else head
-
-    @classmethod
-    def from_response(cls, response: httpx.Response) -> TrainctlError:
-        """Read a problem+json body (or whatever the server sent) into an error."""
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            text = response.text.strip()[:500]
-            return cls(response.status_code, response.reason_phrase or "HTTP error", text)
-        errors = [
-            FieldProblem(str(item.get("field", "")), str(item.get("message", "")))
-            for item in body.get("errors") or []
-            if isinstance(item, dict)
-        ]
-        title = str(body.get("title") or response.reason_phrase or "HTTP error")
-        detail = body.get("detail")
-        return cls(response.status_code, title, "" if detail is None else str(detail), errors)
-
-
-class ServerUnreachable(TrainctlError):
-    """No answer from the server: it is not running, or the URL is wrong."""
-
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(0, f"Cannot reach the trainctl server at {url}", reason)
-
-    def __str__(self) -> str:
-        return f"{self.title} ({self.detail}); is `trainctl serve` running? Set --url or TRAINCTL_URL."
-
-
-class WaitTimeout(TimeoutError):
-    """A job or sweep did not finish within the time given to wait()."""
-
-    def __init__(self, what: str, timeout: float, last: Mapping[str, Any]) -> None:
-        self.last = dict(last)
-        status = last.get("status") or last.get("counts")
-        super().__init__(f"{what} did not finish within {timeout:g} s (last seen: {status})")
-
-
-@dataclass
-class Table:
-    """A small column-oriented table without pandas: columns, rows, CSV."""
-
-    columns: list[str]
-    rows: list[list[Any]] = field(default_factory=list)
-
-    @classmethod
-    def from_records(
-        cls, records: Iterable[Mapping[str, Any]], columns: Iterable[str] | None = None
-    ) -> Table:
-        """Rows from records; columns in first-seen order unless given (missing values are None)."""
-        records = list(records)
-        if columns is None:
-            seen: dict[str, None] = {}
-            for record in records:
-                seen.update(dict.fromkeys(record))
-            columns = seen
-        names = list(columns)
-        return cls(names, [[record.get(name) for name in names] for record in records])
-
-    def column(self, name: str) -> list[Any]:
-        """The values of one column."""
-        index = self.columns.index(name)
-        return [row[index] for row in self.rows]
-
-    def records(self) -> list[dict[str, Any]]:
-        """Rows as dicts."""
-        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
-
-    def to_csv(self) -> str:
-        """The table as CSV text with a header row (nested values as JSON)."""
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(self.columns)
-        for row in self.rows:
-            writer.writerow(
-                ["" if v is None else json.dumps(v) if isinstance(v, dict | list) else v for v in row]
-            )
-        return out.getvalue()
-
-    def __len__(self) -> int:
-        return len(self.rows)
 
 
 def default_key_file() -> Path:
@@ -289,11 +180,14 @@ class Client:
         return self._request("GET", f"/v1/jobs/{job_id}/metrics", params=params).text
 
     def metrics_table(self, job_id: str, fields: Iterable[str] | str | None = None) -> Table:
-        """Per-epoch metrics as a Table (epoch first, then the fields asked for, in that order)."""
+        """Per-epoch metrics as a Table: epoch, then the fields asked for, or EpochRecord's in its order."""
         wanted = None if fields is None else [f for f in (_join(fields) or "").split(",") if f]
         records = self.metrics(job_id, fields=wanted)
-        columns = None if wanted is None else ["epoch", *[f for f in wanted if f != "epoch"]]
-        return Table.from_records(records, columns)
+        if wanted is None:  # EpochRecord's fields in its order, then anything newer the server sends
+            present = {name for record in records for name in record}
+            known = [name for name in EpochRecord.model_fields if name in present]
+            return Table.from_records(records, [*known, *sorted(present - set(known))])
+        return Table.from_records(records, ["epoch", *[f for f in wanted if f != "epoch"]])
 
     def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
         """The job's checkpoint files."""

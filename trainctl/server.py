@@ -1,4 +1,4 @@
-"""`trainctl serve`: the embedded default in one command (API, one worker process, the sweep)."""
+"""`trainctl serve`: the embedded default in one command (API, one worker process, the reaper)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from api.config import Settings
-from api.db import make_engine, make_session_factory
+from core.config import Settings
+from core.db import make_engine, make_session_factory
 
 log = logging.getLogger("trainctl.serve")
 
@@ -25,7 +25,7 @@ RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0)
 def ensure_first_key(settings: Settings) -> str | None:
     """Create a first API key when there is none; write it to DATA_DIR/api-key (0600); None if one exists."""
     from api.auth.service import create_key
-    from api.models import ApiKey
+    from core.models import ApiKey
 
     engine = make_engine(settings.resolved_database_url)
     try:
@@ -101,10 +101,10 @@ def serve(settings: Settings, *, host: str, port: int, worker_args: list[str]) -
     """Run migrations, make a first key, then the API in this process and a supervised worker child."""
     import uvicorn
 
-    from api.broker import make_celery
-    from api.jobs.sweep import SweepThread
     from api.main import create_app
-    from api.migrate import upgrade_database
+    from core.broker import make_celery
+    from core.migrate import upgrade_database
+    from core.reaper import ReaperThread
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade_database(settings.resolved_database_url)
@@ -119,11 +119,11 @@ def serve(settings: Settings, *, host: str, port: int, worker_args: list[str]) -
     env = dict(os.environ, TRAINCTL_DATA_DIR=str(settings.data_dir.resolve()))
     worker = WorkerSupervisor([sys.executable, "-m", "trainctl", "worker", *worker_args], env)
     worker.start()
-    sweep_engine = make_engine(settings.resolved_database_url)
-    sweep = SweepThread(
-        sessions=make_session_factory(sweep_engine), celery_app=make_celery(settings), settings=settings
+    reaper_engine = make_engine(settings.resolved_database_url)
+    reaper = ReaperThread(
+        sessions=make_session_factory(reaper_engine), celery_app=make_celery(settings), settings=settings
     )
-    sweep.start()
+    reaper.start()
     # uvicorn handles Ctrl-C and SIGTERM, then re-raises the signal to the handlers it found: make those
     # harmless, so that run() returns, the worker is stopped in order below, and the exit code is 0.
     stop_signals = (signal.SIGINT, signal.SIGTERM)
@@ -133,9 +133,9 @@ def serve(settings: Settings, *, host: str, port: int, worker_args: list[str]) -
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        sweep.stop()
+        reaper.stop()
         worker.stop()
-        sweep_engine.dispose()
+        reaper_engine.dispose()
 
 
 def data_dir_of(path: Path) -> Path:

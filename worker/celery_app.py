@@ -1,4 +1,4 @@
-"""The worker's Celery app (broker from settings), its process set-up and the sweep schedule."""
+"""The worker's Celery app (broker from settings), its process set-up and the reaper schedule."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any
 from celery.signals import worker_init, worker_process_init, worker_shutting_down
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.broker import SWEEP_TASK, make_celery
-from api.config import get_settings
-from api.db import make_engine, make_session_factory
+from core.broker import REAPER_TASK, make_celery
+from core.config import get_settings
+from core.db import make_engine, make_session_factory
 from worker import runner
 
 log = logging.getLogger(__name__)
@@ -25,17 +25,17 @@ celery_app = make_celery(get_settings())
 celery_app.conf.update(
     include=["worker.tasks"],
     beat_schedule={
-        "sweep": {
-            "task": SWEEP_TASK,
-            "schedule": get_settings().sweep_interval,
-            # A sweep that waited longer than one interval is superseded by the next one.
-            "options": {"queue": MAINTENANCE_QUEUE, "expires": get_settings().sweep_interval},
+        "reaper": {
+            "task": REAPER_TASK,
+            "schedule": get_settings().reaper_interval,
+            # A reaper pass that waited longer than one interval is superseded by the next one.
+            "options": {"queue": MAINTENANCE_QUEUE, "expires": get_settings().reaper_interval},
         }
     },
 )
 
 _context: runner.WorkerContext | None = None
-_sweep_sessions: sessionmaker[Session] | None = None
+_reaper_sessions: sessionmaker[Session] | None = None
 
 
 def worker_device() -> str:
@@ -60,12 +60,12 @@ def worker_context() -> runner.WorkerContext:
     return _context
 
 
-def sweep_sessions() -> sessionmaker[Session]:
-    """Sessions for the sweep task (a maintenance worker needs no torch)."""
-    global _sweep_sessions
-    if _sweep_sessions is None:
-        _sweep_sessions = make_session_factory(make_engine(get_settings().resolved_database_url))
-    return _sweep_sessions
+def reaper_sessions() -> sessionmaker[Session]:
+    """Sessions for the reaper task (a maintenance worker needs no torch)."""
+    global _reaper_sessions
+    if _reaper_sessions is None:
+        _reaper_sessions = make_session_factory(make_engine(get_settings().resolved_database_url))
+    return _reaper_sessions
 
 
 def prepare_process() -> None:
@@ -99,7 +99,7 @@ def _on_pool_child_start(**_kwargs: Any) -> None:
 @worker_init.connect
 def _on_worker_start(sender: Any = None, **_kwargs: Any) -> None:
     # With the solo pool the main process runs the jobs itself (no worker_process_init is sent); a
-    # maintenance-only worker (the sweeper) trains nothing and skips torch.
+    # maintenance-only worker (the reaper) trains nothing and skips torch.
     trains = set(os.environ.get(QUEUES_ENV, "").split(",")) != {MAINTENANCE_QUEUE}
     if trains and "solo" in str(getattr(sender, "pool_cls", "")).lower():
         prepare_process()

@@ -18,12 +18,13 @@ from celery import Celery
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.artifacts import ArtifactStore
-from api.broker import publish_run_job, queue_for_device
-from api.config import Settings
-from api.db import make_engine, make_session_factory, session_scope
-from api.jobs import lifecycle
-from api.models import Checkpoint, Dataset, Job, JobStatus
+from core import lifecycle
+from core.artifacts import ArtifactStore, checkpoint_key
+from core.broker import publish_job
+from core.config import Settings
+from core.db import make_engine, make_session_factory
+from core.models import Checkpoint, Dataset, Job, JobStatus
+from core.models.job import requested_device
 from training.callbacks import Callback, CheckpointInfo
 from training.download import DatasetCache, using_cache
 from training.records import EpochRecord
@@ -97,7 +98,8 @@ class WorkerContext:
 
 
 def _in_transaction(sessions: sessionmaker[Session], action: Callable[[Session], T]) -> T:
-    with session_scope(sessions) as session:
+    # The lifecycle functions commit what they write; closing the session ends a read's transaction.
+    with sessions() as session:
         return action(session)
 
 
@@ -170,7 +172,7 @@ class ServiceCallback(Callback):
         self._next_poll = now + CANCEL_POLL_S
         beating = True
         try:
-            with session_scope(self.context.sessions) as session:
+            with self.context.sessions() as session:
                 self.cancel_requested = lifecycle.is_cancel_requested(session, job_id=self.job_id)
                 if now >= self._next_beat:
                     self._next_beat = now + self._beat_every
@@ -182,11 +184,6 @@ class ServiceCallback(Callback):
             return False
         self.lost = self.lost or (not beating and not self.cancel_requested)
         return self.cancel_requested or self.lost
-
-
-def checkpoint_key(job_id: str, name: str) -> str:
-    """Where a job's checkpoint lives in the artifact store."""
-    return f"jobs/{job_id}/checkpoints/{name}.safetensors"
 
 
 def run_job(context: WorkerContext, job_id: str) -> str:
@@ -256,11 +253,10 @@ def _load_job(context: WorkerContext, job_id: str) -> dict[str, Any]:
         job = session.get(Job, job_id)
         if job is None:
             raise JobLost(f"job {job_id} was deleted")
-        device = str((job.spec.get("training") or {}).get("device", "auto"))
         return {
             "spec": job.spec,
             "cancel_requested": job.cancel_requested,
-            "device": device,
+            "device": requested_device(job.spec),
         }
 
     return context.write(read)
@@ -316,7 +312,7 @@ def _hand_back(context: WorkerContext, job_id: str, device: str) -> str:
     worker = context.identity.name
     if not context.write(lambda s: lifecycle.hand_back(s, job_id=job_id, worker=worker)):
         return "lost"
-    publish_run_job(context.celery_app, job_id, queue_for_device(device, context.settings.default_queue))
+    publish_job(context.celery_app, job_id, device=device, default_queue=context.settings.default_queue)
     log.info("job %s handed back before shutdown", job_id)
     return "handed back"
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from celery.exceptions import Reject
 
-from api.broker import RUN_JOB_TASK, SWEEP_TASK
-from api.config import get_settings
-from api.jobs.sweep import run_sweep
+from core.broker import REAPER_TASK, RUN_JOB_TASK
+from core.config import get_settings
+from core.reaper import run_reaper
 from worker import runner
-from worker.celery_app import celery_app, sweep_sessions, worker_context
+from worker.celery_app import celery_app, reaper_sessions, worker_context
 
 
 @celery_app.task(name=RUN_JOB_TASK)
@@ -20,8 +20,8 @@ def run_job(job_id: str) -> str:
     return runner.run_job(worker_context(), job_id)
 
 
-@celery_app.task(name=SWEEP_TASK)
-def sweep() -> dict[str, object]:
+@celery_app.task(name=REAPER_TASK)
+def reap() -> dict[str, object]:
     """Re-queue stale jobs and re-publish lost ones (scheduled by Celery beat)."""
-    outcome = run_sweep(sessions=sweep_sessions(), celery_app=celery_app, settings=get_settings())
+    outcome = run_reaper(sessions=reaper_sessions(), celery_app=celery_app, settings=get_settings())
     return {"republished": [job_id for job_id, _ in outcome.republish], "failed": outcome.failed}

@@ -8,9 +8,9 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.db import utcnow
 from api.errors import NotFound, Unauthorized
-from api.models import ApiKey
+from core.db import utcnow
+from core.models import ApiKey
 
 SECRET_PREFIX = "tc_"
 

@@ -1,4 +1,4 @@
-"""/v1/compare: thin routes over api.compare.service and api.plots."""
+"""/v1/compare: thin routes over api.compare.service (the compared curves as PNG live in api.plots)."""
 
 from __future__ import annotations
 
@@ -6,60 +6,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from api.compare import service
+from api.compare import export, query, service
 from api.compare.schemas import Comparison
 from api.deps import OwnerDep, SessionDep
 from api.errors import problem_responses
-from api.plots import render
-from api.plots import service as plots
+from api.params import JobsQuery, MetricQuery, SweepQuery, TargetQuery, job_ids
 
 router = APIRouter(prefix="/v1/compare", tags=["compare"])
-
-JobsQuery = Annotated[
-    str | None,
-    Query(
-        max_length=40_000,
-        pattern=r"^[A-Za-z0-9_,-]*$",
-        description="Comma-separated job ids (at most 1000). Give this or `sweep`.",
-        examples=["job_3f9c1a2b4d5e6f70,job_8a7b6c5d4e3f2a10"],
-    ),
-]
-SweepQuery = Annotated[
-    str | None,
-    Query(
-        max_length=64,
-        pattern=r"^[A-Za-z0-9_-]+$",
-        description="Compare every job of this sweep. Give this or `jobs`.",
-        examples=["sw_0a1b2c3d4e5f6789"],
-    ),
-]
-MetricQuery = Annotated[
-    str,
-    Query(
-        max_length=100,
-        description="Metric that ranks groups: read at each job's best epoch.",
-        examples=["val_loss"],
-    ),
-]
-TargetQuery = Annotated[
-    str | None,
-    Query(
-        max_length=100,
-        description="A condition on a per-epoch field; each job reports the first epoch meeting it.",
-        examples=["val_loss<0.3"],
-    ),
-]
-WidthQuery = Annotated[
-    int, Query(ge=render.MIN_WIDTH, le=render.MAX_WIDTH, description="Image width in pixels.")
-]
-HeightQuery = Annotated[
-    int, Query(ge=render.MIN_HEIGHT, le=render.MAX_HEIGHT, description="Image height in pixels.")
-]
-PNG_RESPONSE = {"content": {"image/png": {}}, "description": "A PNG image."}
-
-
-def _ids(jobs: str | None) -> list[str] | None:
-    return None if jobs is None else [part.strip() for part in jobs.split(",") if part.strip()]
 
 
 @router.get(
@@ -106,53 +59,19 @@ def get_compare(
     comparison = service.compare_jobs(
         session,
         owner=owner,
-        job_ids=_ids(jobs),
+        job_ids=job_ids(jobs),
         sweep_id=sweep,
         metric=metric,
         mode=mode,
         target=target,
-        fields=service.parse_fields(fields) if format == "json" else [],
+        fields=query.parse_fields(fields) if format == "json" else [],
         points=points,
     )
     if format == "csv":
         return Response(
-            service.comparison_csv(comparison),
+            export.comparison_csv(comparison),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="compare.csv"'},
         )
     # Already validated: serialize once (FastAPI would validate the 100,000-point model again).
     return Response(comparison.model_dump_json(), media_type="application/json")
-
-
-@router.get(
-    "/plot.png",
-    summary="Plot compared learning curves",
-    description="Overlaid curves of `metric` for the jobs named by `jobs` or `sweep`. Jobs repeated over "
-    "seeds are drawn as one mean line per group with a ± 1 sample-std band (each seed faint beneath); "
-    "the legend names each group by its differing fields, ★ marks the best group. Losses spanning more "
-    "than a decade use a log axis. With a `target` on the same metric, the threshold is a dashed line.",
-    response_class=Response,
-    responses=problem_responses(404, success=PNG_RESPONSE),
-)
-def get_compare_plot(
-    owner: OwnerDep,
-    session: SessionDep,
-    jobs: JobsQuery = None,
-    sweep: SweepQuery = None,
-    metric: MetricQuery = "val_loss",
-    target: TargetQuery = None,
-    width: WidthQuery = render.DEFAULT_WIDTH,
-    height: HeightQuery = render.DEFAULT_HEIGHT,
-) -> Response:
-    """Plot compared curves."""
-    image = plots.comparison_png(
-        session,
-        owner=owner,
-        job_ids=_ids(jobs),
-        sweep_id=sweep,
-        metric=metric,
-        target=target,
-        width=width,
-        height=height,
-    )
-    return Response(image, media_type="image/png")

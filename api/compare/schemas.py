@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from api.models import JobStatus
+from core.models import JobStatus
+from training.records import EpochRecord
 
 EXAMPLE_COMMON = {"dataset.name": "iris", "network.hidden_layers": [16], "optimizer.name": "adam"}
 
@@ -21,8 +22,8 @@ class ComparedJob(BaseModel):
         description="Spec fields (dotted paths) where this job differs from `common`.",
         examples=[{"activation": "sigmoid", "training.seed": 1}],
     )
-    best: dict[str, Any] | None = Field(description="Metrics of the best epoch (null until finished).")
-    final: dict[str, Any] | None = Field(description="Metrics of the last epoch.")
+    best: EpochRecord | None = Field(description="Metrics of the best epoch (null until finished).")
+    final: EpochRecord | None = Field(description="Metrics of the last epoch.")
     test: dict[str, Any] | None = Field(description="Metrics on the held-out test split.")
     best_epoch: int | None
     epochs_run: int | None

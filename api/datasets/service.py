@@ -8,11 +8,11 @@ from pathlib import PurePosixPath, PureWindowsPath
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.artifacts import ArtifactStore
-from api.config import Settings
 from api.datasets.schemas import DatasetList, DatasetOut
 from api.errors import NotFound, PayloadTooLarge, Unprocessable
-from api.models import Dataset
+from core.artifacts import ArtifactStore
+from core.config import Settings
+from core.models import Dataset
 from training.spec import Task
 from training.tabular import DatasetError, Table, read_csv, read_npz
 

@@ -17,10 +17,10 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.jobs.records import ordered_record
+from api.jobs.outputs import served_record, stored_record
 from api.jobs.service import to_summary
-from api.models import EpochMetric, Job
-from api.models.job import FINISHED
+from core.models import EpochMetric, Job
+from core.models.job import FINISHED
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class EventHub:
             subscriber.queue.put_nowait(Event("status", status))
         for epoch, record in snapshot.records:
             if epoch > subscriber.after:
-                subscriber.queue.put_nowait(Event("epoch", ordered_record(record), id=epoch))
+                subscriber.queue.put_nowait(Event("epoch", served_record(stored_record(record)), id=epoch))
                 subscriber.after = epoch
         if snapshot.summary is not None:
             # Finished: its records were written before the final status, so this read had all of them.

@@ -13,8 +13,8 @@ from fastapi.responses import StreamingResponse
 from api.deps import OwnerDep, SessionDep, SettingsDep
 from api.errors import problem_responses
 from api.events.hub import EventHub
-from api.jobs.router import JobId
 from api.jobs.service import owned_job
+from api.params import JobId
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 

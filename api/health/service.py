@@ -10,9 +10,9 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from api.db import utcnow
 from api.health.schemas import DependencyCheck, HealthReport, WorkerSeen
-from api.models import WorkerBeat
+from core.db import utcnow
+from core.models import WorkerBeat
 
 log = logging.getLogger(__name__)
 BROKER_TIMEOUT_SECONDS = 2.0

@@ -17,22 +17,28 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.artifacts import ArtifactStore
 from api.errors import Conflict, NotFound, Unprocessable
-from api.jobs.records import ordered_record
 from api.jobs.schemas import CheckpointInfo, MetricsPage, PredictResponse
 from api.jobs.service import owned_job
-from api.models import Checkpoint, EpochMetric
+from core.artifacts import ArtifactStore, checkpoint_key
+from core.models import Checkpoint, EpochMetric
+from training.records import EpochRecord
 
 log = logging.getLogger(__name__)
 
 PREDICT_CHECKPOINTS = ("best", "last")  # in order of preference
 
 
-def _select_fields(record: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
-    if not fields:
-        return record
-    return {key: value for key, value in record.items() if key == "epoch" or key in fields}
+def stored_record(record: dict[str, Any], fields: list[str] | None = None) -> EpochRecord:
+    """A stored record as an EpochRecord, reduced to `fields` (epoch always kept); absent keys stay unset."""
+    if fields:
+        record = {key: value for key, value in record.items() if key == "epoch" or key in fields}
+    return EpochRecord.model_validate(record)
+
+
+def served_record(record: EpochRecord) -> dict[str, Any]:
+    """The record as served: the keys the loop wrote, in EpochRecord's field order (whatever the storage)."""
+    return record.model_dump(mode="json", exclude_unset=True)
 
 
 def job_metrics(
@@ -49,7 +55,7 @@ def job_metrics(
     if since_epoch is not None:
         query = query.where(EpochMetric.epoch > since_epoch)
     records = session.scalars(query.order_by(EpochMetric.epoch))
-    items = [_select_fields(ordered_record(record), fields) for record in records]
+    items = [stored_record(record, fields) for record in records]
     return MetricsPage(job_id=job_id, items=items)
 
 
@@ -74,9 +80,11 @@ def flatten_record(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def metrics_csv(page: MetricsPage) -> str:
-    """The records as CSV: one row per epoch, columns in order of first appearance, epoch first."""
-    rows = [flatten_record(record) for record in page.items]
-    columns = list(dict.fromkeys(["epoch", *(column for row in rows for column in row)]))
+    """The records as CSV: one row per epoch; EpochRecord's fields in its order, then layer columns."""
+    rows = [flatten_record(served_record(record)) for record in page.items]
+    present = {column for row in rows for column in row}
+    fields = [name for name in EpochRecord.model_fields if name in present or name == "epoch"]
+    columns = list(dict.fromkeys([*fields, *(column for row in rows for column in row)]))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
     writer.writeheader()
@@ -84,10 +92,10 @@ def metrics_csv(page: MetricsPage) -> str:
     return buffer.getvalue()
 
 
-def checkpoint_key(row: Checkpoint) -> str:
+def stored_key(row: Checkpoint) -> str:
     """The checkpoint's key in the artifact store (rows may hold the key or a full URL)."""
     if "://" in row.uri or row.uri.startswith("/"):
-        return f"jobs/{row.job_id}/checkpoints/{row.name}.safetensors"
+        return checkpoint_key(row.job_id, row.name)
     return row.uri
 
 
@@ -126,7 +134,7 @@ def checkpoint_download(
         raise NotFound(
             f"job {job_id} has no checkpoint named {name!r}; list them with GET /v1/jobs/{job_id}/checkpoints"
         )
-    key = checkpoint_key(row)
+    key = stored_key(row)
     if not artifacts.exists(key):
         raise NotFound(
             f"checkpoint {name!r} of job {job_id} is recorded but its file is missing from the store"
@@ -144,15 +152,6 @@ def _load_model(path: str) -> Any:
     return training.load_model(path)
 
 
-def _input_width(model: Any) -> int | None:
-    """Values per example the model reads (sequences and images come as flattened rows)."""
-    shape = getattr(model, "input_shape", None)
-    if shape:
-        return math.prod(shape)
-    features = getattr(model, "features", None)
-    return int(features) if features is not None else None
-
-
 def _local_copy(row: Checkpoint, *, artifacts: ArtifactStore, cache_dir: Path) -> Path:
     """The checkpoint in the local cache, downloaded when missing or when it changed."""
     folder = cache_dir / row.job_id
@@ -161,7 +160,7 @@ def _local_copy(row: Checkpoint, *, artifacts: ArtifactStore, cache_dir: Path) -
     if path.exists():
         return path
     partial = folder / f".{path.name}.{os.getpid()}.partial"
-    artifacts.get_file(checkpoint_key(row), partial)
+    artifacts.get_file(stored_key(row), partial)
     partial.replace(path)  # atomic: a concurrent request never reads half a file
     for stale in folder.glob(f"{row.name}-*.safetensors"):
         if stale != path:
@@ -194,7 +193,7 @@ def predict(
     widths = {len(values) for values in inputs}
     if len(widths) != 1:
         raise Unprocessable.for_field("inputs", "every row must have the same number of features")
-    if not artifacts.exists(checkpoint_key(row)):
+    if not artifacts.exists(stored_key(row)):
         raise Conflict(f"the {row.name!r} checkpoint of job {job_id} is missing from the artifact store")
     try:
         model = _load_model(str(_local_copy(row, artifacts=artifacts, cache_dir=cache_dir)))
@@ -204,8 +203,9 @@ def predict(
             f"the {row.name!r} checkpoint of job {job_id} cannot be read (damaged in the artifact store); "
             "predict from another job, or train this spec again"
         ) from None
-    width, expected = widths.pop(), _input_width(model)
-    if expected is not None and width != expected:
+    # Values per example the model reads (sequences and images come as flattened rows).
+    width, expected = widths.pop(), math.prod(model.input_shape)
+    if width != expected:
         raise Unprocessable.for_field(
             "inputs", f"each row must have {expected} values, like the training data's examples; got {width}"
         )

@@ -20,19 +20,11 @@ from api.jobs.schemas import (
     PredictRequest,
     PredictResponse,
 )
-from api.models import JobStatus
+from api.params import JobId
+from core.models import JobStatus
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-JobId = Annotated[
-    str,
-    Path(
-        description="The job's id.",
-        max_length=64,
-        pattern=r"^[A-Za-z0-9_-]+$",
-        examples=["job_3f9c1a2b4d5e6f70"],
-    ),
-]
 CheckpointName = Annotated[
     str, Path(description="best, last, or epoch-NNNN.", max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
 ]
@@ -130,6 +122,7 @@ def get_job(job_id: JobId, owner: OwnerDep, session: SessionDep) -> JobDetail:
     "`fields` keeps only the named keys (epoch is always kept); `format=csv` flattens layer diagnostics "
     "into `layers.<name>.<field>` columns.",
     response_model=MetricsPage,
+    response_model_exclude_unset=True,  # a record holds what the run measured, not a null per metric
     responses=problem_responses(404, success={"content": {"text/csv": {}}}),
 )
 def get_metrics(

@@ -6,8 +6,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from api.models import JobStatus
 from api.schema_types import UtcDateTime
+from core.models import JobStatus
+from training.records import EpochRecord, RunResult
 from training.spec import EXAMPLE_SPEC, JobSpec, SpecWarning
 
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # no control characters: they break logs, CSV and PostgreSQL text
@@ -43,20 +44,6 @@ class Progress(BaseModel):
     )
 
 
-class ResultSummary(BaseModel):
-    """The outcome of training, once the job has finished."""
-
-    epochs_run: int | None = None
-    stopped_early: bool | None = None
-    stop_reason: str | None = None
-    best_epoch: int | None = None
-    best: dict[str, Any] | None = Field(None, description="Metrics of the best epoch.")
-    final: dict[str, Any] | None = Field(None, description="Metrics of the last epoch.")
-    test: dict[str, Any] | None = Field(None, description="Metrics on the held-out test split.")
-    parameters: int | None = None
-    seconds: float | None = None
-
-
 class JobSummary(BaseModel):
     """A job as listed."""
 
@@ -65,7 +52,7 @@ class JobSummary(BaseModel):
     tags: list[str]
     status: JobStatus
     progress: Progress
-    result: ResultSummary | None = Field(description="Best, final and test metrics once finished.")
+    result: RunResult | None = Field(description="Best, final and test metrics once finished.")
     error: str | None
     created_at: UtcDateTime
     started_at: UtcDateTime | None
@@ -76,7 +63,7 @@ class JobSummary(BaseModel):
 class JobDetail(JobSummary):
     """Everything known about a job."""
 
-    spec: dict[str, Any]
+    spec: JobSpec
     warnings: list[SpecWarning]
     cancel_requested: bool
     worker: str | None
@@ -100,9 +87,8 @@ class MetricsPage(BaseModel):
     """Per-epoch metric records of a job, oldest epoch first."""
 
     job_id: str
-    items: list[dict[str, Any]] = Field(
-        description="One record per epoch: epoch, train_loss, val_loss, ..., "
-        "layers: [{name, grad_norm, ...}]."
+    items: list[EpochRecord] = Field(
+        description="One record per epoch; only the metrics the run measured (or the `fields` asked for)."
     )
 
 

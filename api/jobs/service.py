@@ -18,15 +18,16 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api.artifacts import ArtifactStore
-from api.broker import publish_run_job, queue_for_device
-from api.config import Settings
-from api.db import utcnow
 from api.errors import Conflict, NotFound, TooManyRequests, Unprocessable
-from api.jobs.schemas import JobCreate, JobDetail, JobPage, JobSummary, Progress, ResultSummary
-from api.models import Checkpoint, EpochMetric, Job, JobStatus, JobTag
-from api.models.job import FINISHED
+from api.jobs.schemas import JobCreate, JobDetail, JobPage, JobSummary, Progress
 from api.specs.service import check_spec
+from core import broker
+from core.artifacts import ArtifactStore
+from core.config import Settings
+from core.db import utcnow
+from core.models import Checkpoint, EpochMetric, Job, JobStatus, JobTag
+from core.models.job import FINISHED, requested_device
+from training.records import RunResult
 from training.spec import JobSpec, SpecWarning
 
 log = logging.getLogger(__name__)
@@ -59,12 +60,8 @@ def _progress(job: Job) -> Progress:
     return Progress(epoch=job.epoch, epochs=job.epochs, eta_seconds=eta)
 
 
-def _result(job: Job) -> ResultSummary | None:
-    if not job.result:
-        return None
-    return ResultSummary.model_validate(
-        {k: v for k, v in job.result.items() if k in ResultSummary.model_fields}
-    )
+def _result(job: Job) -> RunResult | None:
+    return RunResult.model_validate(job.result) if job.result else None
 
 
 def to_summary(job: Job) -> JobSummary:
@@ -88,7 +85,7 @@ def to_detail(job: Job) -> JobDetail:
     """Everything known about a job."""
     return JobDetail(
         **to_summary(job).model_dump(),
-        spec=job.spec,
+        spec=JobSpec.model_validate(job.spec),
         warnings=[SpecWarning.model_validate(warning) for warning in job.warnings or []],
         cancel_requested=job.cancel_requested,
         worker=job.worker,
@@ -204,9 +201,10 @@ def publish_job(celery_app: Celery, job: Job, *, settings: Settings) -> None:
     """Hand a committed job's id to the workers; a broker failure is logged, the sweep re-publishes."""
     # After the commit: a worker that receives the id must find the row. A lost message is re-published
     # by the sweep, so a broker failure here does not fail the request.
-    device = str(job.spec.get("training", {}).get("device", "auto"))
     try:
-        publish_run_job(celery_app, job.id, queue_for_device(device, settings.default_queue))
+        broker.publish_job(
+            celery_app, job.id, device=requested_device(job.spec), default_queue=settings.default_queue
+        )
     except Exception as error:  # kombu raises transport-specific types
         log.warning(
             "job %s stored but not published (%s); the sweep will publish it", job.id, type(error).__name__

@@ -8,8 +8,9 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
+from api.compare.query import parse_target
 from api.compare.schemas import Comparison
-from api.compare.service import parse_target
+from training.records import is_maximized
 
 MIN_WIDTH, MAX_WIDTH, DEFAULT_WIDTH = 320, 3000, 1000
 MIN_HEIGHT, MAX_HEIGHT, DEFAULT_HEIGHT = 240, 2000, 600
@@ -48,7 +49,7 @@ def _png(figure: Any) -> bytes:
 
 def _wants_log(values: Sequence[float], metric: str) -> bool:
     """Log scale for positive losses that span more than a decade; accuracies stay linear."""
-    if "accuracy" in metric or not values or min(values) <= 0:
+    if is_maximized(metric) or not values or min(values) <= 0:
         return False
     return max(values) / min(values) > 10
 

@@ -8,8 +8,8 @@ from sqlalchemy.orm import Session
 from api.compare.service import compare_jobs
 from api.errors import Conflict
 from api.jobs.service import owned_job
-from api.models import EpochMetric
 from api.plots import render
+from core.models import EpochMetric
 
 
 def layer_series(

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.config import Settings
 from api.errors import Unprocessable
-from api.models import Dataset
 from api.specs.schemas import SpecReport
+from core.config import Settings
+from core.models import Dataset
 from training.spec import (
     CNNNetwork,
     FileDatasetSpec,

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from api.jobs.schemas import MAX_TAGS, PRINTABLE, Tag
-from api.models import JobStatus
 from api.schema_types import UtcDateTime
+from core.models import JobStatus
 from training.spec import EXAMPLE_SPEC, JobSpec
 
 DOTTED_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
@@ -16,6 +16,7 @@ MAX_GRID_PATHS = 10
 MAX_GRID_VALUES = 100
 MAX_SEEDS = 100
 GridPath = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=DOTTED_PATH)]
+GridValues = Annotated[list[Any], Field(max_length=MAX_GRID_VALUES)]
 
 EXAMPLE_GRID = {"activation": ["sigmoid", "relu"], "normalization.layers": ["none", "batch"]}
 EXAMPLE_SWEEP: dict[str, Any] = {
@@ -34,12 +35,12 @@ class SweepCreate(BaseModel):
 
     name: str = Field(min_length=1, max_length=200, pattern=PRINTABLE, description="A label for people.")
     base: JobSpec = Field(description="The spec every job starts from.")
-    grid: dict[GridPath, list[Any]] = Field(
+    grid: dict[GridPath, GridValues] = Field(
         default_factory=dict,
         max_length=MAX_GRID_PATHS,
         description="Dotted paths into the spec and the values to try, e.g. "
         '{"activation": ["sigmoid", "relu"], "optimizer.learning_rate": [0.01, 0.1]}. '
-        "Every combination is run.",
+        f"Every combination is run. At most {MAX_GRID_PATHS} paths of {MAX_GRID_VALUES} values each.",
         examples=[EXAMPLE_GRID],
     )
     seeds: int = Field(

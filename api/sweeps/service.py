@@ -14,7 +14,6 @@ from pydantic import ValidationError
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from api.config import Settings
 from api.errors import NotFound, Unprocessable
 from api.jobs.service import (
     MAX_PAGE_SIZE,
@@ -25,9 +24,10 @@ from api.jobs.service import (
     publish_job,
     request_cancel,
 )
-from api.models import Job, JobStatus, Sweep
 from api.specs.service import check_spec
 from api.sweeps.schemas import SweepCreate, SweepDetail, SweepJob, SweepPage, SweepSummary
+from core.config import Settings
+from core.models import Job, JobStatus, Sweep
 from training.spec import FieldError, JobSpec, SpecWarning, describe_errors
 
 SEED_PATH = "training.seed"

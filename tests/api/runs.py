@@ -7,8 +7,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from api.db import utcnow
-from api.models import EpochMetric, Job
+from core.db import utcnow
+from core.models import EpochMetric, Job
 
 LAYERS = ("hidden1", "hidden2", "output")
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from api.config import Settings
-from api.models import Dataset, Job
+from core.config import Settings
+from core.models import Dataset, Job
 from tests.api.conftest import PROBLEM
 from training.spec import EXAMPLE_SPEC
 

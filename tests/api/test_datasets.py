@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from fastapi.testclient import TestClient
 
-from api.config import Settings
+from core.config import Settings
 from training.spec import EXAMPLE_SPEC
 
 

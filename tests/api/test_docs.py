@@ -106,3 +106,15 @@ def test_authorize_takes_the_bearer_key(client: TestClient) -> None:
     assert scheme["type"] == "http" and scheme["scheme"] == "bearer"
     secured = [path for _m, path, op in operations(openapi) if {name: []} in op.get("security", [])]
     assert "/v1/jobs" in secured
+
+
+def test_records_results_and_specs_are_typed_in_the_schema(client: TestClient) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    assert {"EpochRecord", "LayerDiagnostics", "RunResult", "JobSpec"} <= set(schemas)
+    detail = schemas["JobDetail"]["properties"]
+    assert detail["spec"] == {"$ref": "#/components/schemas/JobSpec"}
+    assert {"$ref": "#/components/schemas/RunResult"} in detail["result"]["anyOf"]
+    items = schemas["MetricsPage"]["properties"]["items"]["items"]
+    assert items == {"$ref": "#/components/schemas/EpochRecord"}
+    layers = schemas["EpochRecord"]["properties"]["layers"]["items"]
+    assert layers == {"$ref": "#/components/schemas/LayerDiagnostics"}

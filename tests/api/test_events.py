@@ -11,10 +11,10 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.config import Settings
-from api.db import utcnow
 from api.events.hub import EventHub
-from api.models import EpochMetric, Job, JobStatus
+from core.config import Settings
+from core.db import utcnow
+from core.models import EpochMetric, Job, JobStatus
 from tests.api.runs import finish_run, record
 from training.spec import EXAMPLE_SPEC
 
@@ -98,7 +98,11 @@ def test_a_running_job_streams_live_until_it_ends(
         with app.state.session_factory() as session:
             job = session.get(Job, job_id)
             assert job is not None
-            job.status, job.finished_at, job.result = JobStatus.succeeded, utcnow(), {"epochs_run": 5}
+            job.status, job.finished_at, job.result = (
+                JobStatus.succeeded,
+                utcnow(),
+                {"status": "succeeded", "epochs_run": 5},
+            )
             session.commit()
 
     worker = threading.Thread(target=train)

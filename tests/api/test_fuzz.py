@@ -24,11 +24,11 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode, checks
 
 from api.auth.service import create_key
-from api.config import Settings
-from api.db import utcnow
 from api.main import create_app
-from api.migrate import upgrade_database
-from api.models import Checkpoint, EpochMetric, Job
+from core.config import Settings
+from core.db import utcnow
+from core.migrate import upgrade_database
+from core.models import Checkpoint, EpochMetric, Job
 from tests.api.conftest import epoch_record
 from tests.api.test_sweeps import sweep_body
 from tests.conftest import TEST_DATABASE_ENV
@@ -110,7 +110,12 @@ def real_ids(fuzzed: Fuzzed) -> dict[str, str]:
         row = session.get(Job, job_id)
         assert row is not None
         row.status, row.epoch, row.started_at, row.finished_at = "succeeded", 3, utcnow(), utcnow()
-        row.result = {"status": "succeeded", "epochs_run": 3, "best_epoch": 3, "final": {"val_loss": 0.4}}
+        row.result = {
+            "status": "succeeded",
+            "epochs_run": 3,
+            "best_epoch": 3,
+            "final": {"epoch": 3, "val_loss": 0.4},
+        }
         session.add_all(
             EpochMetric(job_id=job_id, epoch=epoch, record=epoch_record(epoch)) for epoch in (1, 2, 3)
         )

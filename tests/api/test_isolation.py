@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from api.auth.service import create_key, hash_secret, revoke_key
 from api.errors import NotFound
-from api.models import ApiKey, Job
+from core.models import ApiKey, Job
 from tests.api.conftest import PROBLEM
 from training.spec import EXAMPLE_SPEC
 

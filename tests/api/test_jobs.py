@@ -10,8 +10,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.config import Settings
-from api.models import Checkpoint, EpochMetric, Job, JobTag
+from core.config import Settings
+from core.models import Checkpoint, EpochMetric, Job, JobTag
 from tests.api.conftest import PROBLEM
 from training.spec import EXAMPLE_SPEC
 

@@ -10,8 +10,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.config import Settings
-from api.models import Checkpoint
+from core.config import Settings
+from core.models import Checkpoint
 from training.spec import EXAMPLE_SPEC
 
 FLOWERS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]

@@ -1,11 +1,11 @@
-"""Records keep the training loop's key order on every backend (JSONB on PostgreSQL sorts keys)."""
+"""Records come back in EpochRecord's field order on every backend (JSONB on PostgreSQL sorts keys)."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.jobs.records import ordered_record
+from api.jobs.outputs import served_record, stored_record
 from tests.api.runs import finish_run
 from training.spec import EXAMPLE_SPEC
 
@@ -22,7 +22,9 @@ def test_metrics_come_back_in_the_loop_order(
     assert header.startswith("epoch,train_loss,train_accuracy,val_loss,val_accuracy,learning_rate")
 
 
-def test_unknown_keys_follow_the_known_ones() -> None:
-    record = {"zeta": 1, "layers": [{"weight_norm": 1, "name": "h"}], "val_loss": 0.1, "epoch": 1, "alpha": 2}
-    assert list(ordered_record(record)) == ["epoch", "val_loss", "alpha", "zeta", "layers"]
-    assert list(ordered_record(record)["layers"][0]) == ["name", "weight_norm"]
+def test_served_records_follow_the_model_and_hold_only_what_was_measured() -> None:
+    record = {"layers": [{"weight_norm": 1, "name": "h"}], "val_loss": 0.1, "epoch": 1, "l2_penalty": 0.2}
+    served = served_record(stored_record(record))
+    assert list(served) == ["epoch", "val_loss", "l2_penalty", "layers"]
+    assert list(served["layers"][0]) == ["name", "weight_norm"]
+    assert list(served_record(stored_record(record, ["val_loss"]))) == ["epoch", "val_loss"]

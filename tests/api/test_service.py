@@ -16,10 +16,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.auth.service import create_key
-from api.config import Settings
-from api.db import utcnow
 from api.main import create_app
-from api.models import Job, WorkerBeat
+from core.config import Settings
+from core.db import utcnow
+from core.models import Job, WorkerBeat
 from tests.api.conftest import PROBLEM
 from training.spec import EXAMPLE_SPEC
 
@@ -123,7 +123,7 @@ def test_cors_is_off_by_default_and_follows_the_allow_list(settings: Settings) -
 
 def test_api_imports_no_torch() -> None:
     code = (
-        "import sys, api.main, api.jobs.outputs, api.jobs.service, api.migrate; "
+        "import sys, api.main, api.jobs.outputs, api.jobs.service, core.migrate; "
         "assert 'torch' not in sys.modules, 'api imported torch'; "
         "assert not any(name == 'worker' or name.startswith('worker.') for name in sys.modules)"
     )

@@ -9,8 +9,9 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.config import Settings
-from api.models import Job, JobStatus, Sweep
+from api.sweeps.schemas import MAX_GRID_VALUES
+from core.config import Settings
+from core.models import Job, JobStatus, Sweep
 from tests.api.conftest import PROBLEM
 from training.spec import EXAMPLE_SPEC
 
@@ -208,3 +209,14 @@ def test_another_owner_sees_no_sweep(
     assert client.get(f"/v1/compare?sweep={sweep_id}", headers=other_headers).status_code == 404
     assert client.get("/v1/sweeps", headers=other_headers).json()["items"] == []
     assert client.get(f"/v1/sweeps/{sweep_id}", headers=auth_headers).json()["counts"]["queued"] == 4
+
+
+def test_a_grid_path_with_too_many_values_is_refused(
+    client: TestClient, auth_headers: dict[str, str], count_rows: Callable[[type], int]
+) -> None:
+    values = [0.001 * (i + 1) for i in range(MAX_GRID_VALUES + 1)]
+    response = post_sweep(client, auth_headers, grid={"optimizer.learning_rate": values}, seeds=1)
+    assert_refused(response, 422, "grid.optimizer.learning_rate", str(MAX_GRID_VALUES))
+    assert count_rows(Job) == 0 and count_rows(Sweep) == 0
+    at_limit = post_sweep(client, auth_headers, grid={"optimizer.learning_rate": values[:-1]}, seeds=1)
+    assert at_limit.status_code == 202, at_limit.text

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from typer.testing import CliRunner
 
-from api.config import Settings
+from core.config import Settings
 from trainctl.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +30,7 @@ def parse_trainctl(argv: list[str]) -> None:
 
 def test_services_run_real_trainctl_commands() -> None:
     services = compose()["services"]
-    assert {"api", "worker", "sweeper", "postgres", "redis", "minio"} <= set(services)
+    assert {"api", "worker", "reaper", "postgres", "redis", "minio"} <= set(services)
     trainctl_services = [svc for svc in services.values() if svc.get("command", [""])[0] == "trainctl"]
     assert len(trainctl_services) >= 3
     for service in trainctl_services:

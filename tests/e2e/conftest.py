@@ -12,8 +12,8 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from api.config import Settings
-from api.migrate import upgrade_database
+from core.config import Settings
+from core.migrate import upgrade_database
 from tests.conftest import TEST_BROKER_ENV, TEST_DATABASE_ENV
 from tests.e2e.harness import WorkerProcess, postgres_database
 

@@ -14,9 +14,9 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from api.config import Settings
-from api.db import make_engine, make_session_factory, scratch_database
-from api.models import WorkerBeat
+from core.config import Settings
+from core.db import make_engine, make_session_factory, scratch_database
+from core.models import WorkerBeat
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKER_READY_S = 60.0
@@ -51,7 +51,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "TRAINCTL_ARTIFACTS_URL": settings.resolved_artifacts_url,
         "TRAINCTL_DEFAULT_QUEUE": settings.default_queue,
         "TRAINCTL_HEARTBEAT_TIMEOUT": str(settings.heartbeat_timeout),
-        "TRAINCTL_SWEEP_INTERVAL": str(settings.sweep_interval),
+        "TRAINCTL_REAPER_INTERVAL": str(settings.reaper_interval),
         "TRAINCTL_BROKER_POLL_INTERVAL": str(settings.broker_poll_interval),
     }
     if settings.broker_url:

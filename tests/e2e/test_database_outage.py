@@ -23,10 +23,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from api.config import Settings
-from api.db import make_engine, make_session_factory
-from api.migrate import upgrade_database
-from api.models import EpochMetric
+from core.config import Settings
+from core.db import make_engine, make_session_factory
+from core.migrate import upgrade_database
+from core.models import EpochMetric
 from tests.conftest import TEST_BROKER_ENV, TEST_DATABASE_ENV
 from tests.e2e.harness import WorkerProcess, job_status, postgres_database, submit, wait_for, wait_for_status
 

@@ -14,10 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from api.config import Settings
-from api.db import make_engine, make_session_factory
-from api.migrate import upgrade_database
-from api.models import Dataset
+from core.config import Settings
+from core.db import make_engine, make_session_factory
+from core.migrate import upgrade_database
+from core.models import Dataset
 from tests.e2e.conftest import Service
 from tests.e2e.harness import DIVERGING_SPEC, IRIS_SPEC, WorkerProcess, submit, wait_for_status
 

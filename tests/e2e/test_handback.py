@@ -9,10 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from api.config import Settings
-from api.db import make_engine, make_session_factory
-from api.migrate import upgrade_database
-from api.models import EpochMetric
+from core.config import Settings
+from core.db import make_engine, make_session_factory
+from core.migrate import upgrade_database
+from core.models import EpochMetric
 from tests.e2e.harness import WorkerProcess, job_status, submit, wait_for, wait_for_status
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Messages lost by Redis while jobs wait: the sweep re-publishes them and each job runs exactly once."""
+"""Messages lost by Redis while jobs wait: the reaper re-publishes them and each job runs exactly once."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from api.broker import make_celery, publish_run_job
-from api.config import Settings
-from api.db import make_engine, make_session_factory, session_scope
-from api.jobs.sweep import SweepThread
-from api.migrate import upgrade_database
-from api.models import EpochMetric, Job, JobStatus
+from core.broker import make_celery, publish_job
+from core.config import Settings
+from core.db import make_engine, make_session_factory, session_scope
+from core.migrate import upgrade_database
+from core.models import EpochMetric, Job, JobStatus
+from core.reaper import ReaperThread
 from tests.conftest import TEST_BROKER_ENV, TEST_DATABASE_ENV
 from tests.e2e.harness import IRIS_SPEC, WorkerProcess, postgres_database, wait_for
 
@@ -42,7 +42,7 @@ def test_jobs_whose_messages_redis_lost_still_run_exactly_once(postgres_url: str
         artifacts_url=str(tmp_path / "artifacts"),
         default_queue=f"cpu-{uuid.uuid4().hex[:8]}",
         republish_after=1.0,
-        sweep_interval=0.5,
+        reaper_interval=0.5,
     )
     upgrade_database(postgres_url)
     engine = make_engine(postgres_url)
@@ -53,15 +53,15 @@ def test_jobs_whose_messages_redis_lost_still_run_exactly_once(postgres_url: str
         for job_id in job_ids:
             session.add(Job(id=job_id, owner="alice", spec=IRIS_SPEC, epochs=5))
     for job_id in job_ids:
-        publish_run_job(celery_app, job_id, settings.default_queue)
+        publish_job(celery_app, job_id, device="auto", default_queue=settings.default_queue)
     # Redis loses them (as a restart without persistence would): only this test's queue is dropped.
     client = redis.Redis.from_url(broker_url)
     assert client.llen(settings.default_queue) == 3
     client.delete(settings.default_queue)
 
-    sweep = SweepThread(sessions=sessions, celery_app=celery_app, settings=settings)
+    reaper = ReaperThread(sessions=sessions, celery_app=celery_app, settings=settings)
     worker = WorkerProcess(settings, tmp_path / "worker.log")
-    sweep.start()
+    reaper.start()
     try:
         worker.wait_ready(settings)
 
@@ -72,7 +72,7 @@ def test_jobs_whose_messages_redis_lost_still_run_exactly_once(postgres_url: str
 
         wait_for(all_done, 90, worker.output)
     finally:
-        sweep.stop()
+        reaper.stop()
         worker.stop()
         celery_app.close()
     with sessions() as session:

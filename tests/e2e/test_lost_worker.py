@@ -1,4 +1,4 @@
-"""A worker killed mid-job: the beat-scheduled sweep re-queues the job and another worker resumes it."""
+"""A worker killed mid-job: the beat-scheduled reaper re-queues the job and another worker resumes it."""
 
 from __future__ import annotations
 
@@ -10,17 +10,17 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from api.config import Settings
-from api.db import make_engine, make_session_factory
-from api.migrate import upgrade_database
-from api.models import EpochMetric
+from core.config import Settings
+from core.db import make_engine, make_session_factory
+from core.migrate import upgrade_database
+from core.models import EpochMetric
 from tests.e2e.harness import WorkerProcess, job_status, submit, wait_for, wait_for_status
 from tests.e2e.test_handback import HANDBACK_SPEC
 
 pytestmark = pytest.mark.slow
 
 
-def test_killed_worker_job_is_requeued_by_the_sweep_and_resumed(tmp_path: Path) -> None:
+def test_killed_worker_job_is_requeued_by_the_reaper_and_resumed(tmp_path: Path) -> None:
     from api.auth.service import create_key
     from api.main import create_app
 
@@ -31,11 +31,11 @@ def test_killed_worker_job_is_requeued_by_the_sweep_and_resumed(tmp_path: Path) 
         artifacts_url=str(tmp_path / "artifacts"),
         default_queue="cpu-lost",
         heartbeat_timeout=2.0,
-        sweep_interval=0.5,
+        reaper_interval=0.5,
     )
     upgrade_database(settings.resolved_database_url)
     app = create_app(settings)
-    sweeper = WorkerProcess(settings, tmp_path / "sweeper.log", "--queues", "maintenance", "--beat")
+    reaper = WorkerProcess(settings, tmp_path / "reaper.log", "--queues", "maintenance", "--beat")
     first = WorkerProcess(settings, tmp_path / "first.log")
     second: WorkerProcess | None = None
     try:
@@ -50,7 +50,7 @@ def test_killed_worker_job_is_requeued_by_the_sweep_and_resumed(tmp_path: Path) 
 
             second = WorkerProcess(settings, tmp_path / "second.log")
             job = wait_for_status(client, headers, job_id, {"succeeded", "failed", "cancelled"}, timeout=120)
-            assert job["status"] == "succeeded", (job, second.output(), sweeper.output())
+            assert job["status"] == "succeeded", (job, second.output(), reaper.output())
             assert job["attempts"] == 2
         engine = make_engine(settings.resolved_database_url)
         with make_session_factory(engine)() as session:
@@ -59,7 +59,7 @@ def test_killed_worker_job_is_requeued_by_the_sweep_and_resumed(tmp_path: Path) 
         assert sorted(epochs) == list(range(1, 9)), "no epoch missing or duplicated"
         assert_same_as_an_uninterrupted_run(job["result"], tmp_path / "straight")
     finally:
-        for process in (sweeper, first, second):
+        for process in (reaper, first, second):
             if process is not None:
                 process.stop()
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.config import Settings
-from api.migrate import upgrade_database
+from core.config import Settings
+from core.migrate import upgrade_database
 from tests.e2e.harness import IRIS_SPEC, WorkerProcess, submit, wait_for_status
 
 pytestmark = pytest.mark.slow

@@ -56,7 +56,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     data_dir = root / "var"
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINCTL_")}
-    env |= {"TRAINCTL_SWEEP_INTERVAL": "1", "PYTHONPATH": str(REPO_ROOT)}
+    env |= {"TRAINCTL_REAPER_INTERVAL": "1", "PYTHONPATH": str(REPO_ROOT)}
     log_path = root / "serve.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(

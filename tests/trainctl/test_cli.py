@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from api.config import Settings, get_settings
-from api.db import make_engine, make_session_factory
-from api.models import ApiKey
+from core.config import Settings, get_settings
+from core.db import make_engine, make_session_factory
+from core.models import ApiKey
 from tests.benchmark_files import FileServer, file_server, published
 from trainctl.cli import app
 from trainctl.server import ensure_first_key
@@ -85,7 +85,7 @@ def test_migrate(tmp_path: Path) -> None:
 
 
 def test_first_key_is_written_once_with_mode_0600(tmp_path: Path) -> None:
-    from api.migrate import upgrade_database
+    from core.migrate import upgrade_database
 
     settings = Settings(_env_file=None, data_dir=tmp_path / "var")  # type: ignore[call-arg]
     upgrade_database(settings.resolved_database_url)

@@ -19,7 +19,7 @@ from tests.e2e.harness import DIVERGING_SPEC, IRIS_SPEC, REPO_ROOT, SLOW_SPEC
 from tests.trainctl.conftest import LiveServer, free_port
 from trainctl.cli import app
 from trainctl.client import Client
-from trainctl.client_cli import parse_grid_values
+from trainctl.sweep_cli import parse_grid_values
 
 pytestmark = pytest.mark.slow
 

@@ -51,7 +51,7 @@ def test_serve_runs_a_job_restarts_its_worker_and_stops_cleanly(tmp_path: Path) 
     port = free_port()
     data_dir = tmp_path / "var"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINCTL_")}
-    env["TRAINCTL_SWEEP_INTERVAL"] = "1"
+    env["TRAINCTL_REAPER_INTERVAL"] = "1"
     log = (tmp_path / "serve.log").open("wb")
     serve = subprocess.Popen(
         [sys.executable, "-m", "trainctl", "serve", "--port", str(port), "--data-dir", str(data_dir)],

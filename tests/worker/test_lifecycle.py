@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import make_engine, make_session_factory, session_scope, utcnow
-from api.jobs import lifecycle
-from api.models import Checkpoint, EpochMetric, Job, JobStatus, WorkerBeat
+from core import lifecycle
+from core.db import make_engine, make_session_factory, session_scope, utcnow
+from core.models import Checkpoint, EpochMetric, Job, JobStatus, WorkerBeat
 
 SPEC: dict[str, Any] = {"dataset": {"name": "iris"}, "network": {"hidden_layers": [4]}}
 

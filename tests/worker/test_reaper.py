@@ -1,4 +1,4 @@
-"""The sweep publishes what it re-queued, through the real broker of each backend (embedded or Redis)."""
+"""The reaper publishes what it re-queued, through the real broker of each backend (embedded or Redis)."""
 
 from __future__ import annotations
 
@@ -7,26 +7,26 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
-from api.broker import RUN_JOB_TASK, make_celery
-from api.config import Settings
-from api.db import make_engine, make_session_factory, session_scope, utcnow
-from api.jobs.sweep import SweepThread
-from api.models import Job, JobStatus
+from core.broker import RUN_JOB_TASK, make_celery
+from core.config import Settings
+from core.db import make_engine, make_session_factory, session_scope, utcnow
+from core.models import Job, JobStatus
+from core.reaper import ReaperThread
 from tests.conftest import TEST_BROKER_ENV
 from tests.e2e.harness import wait_for
 
 
-def test_sweep_thread_requeues_stale_jobs_and_republishes(database_url: str, tmp_path: Path) -> None:
+def test_reaper_thread_requeues_stale_jobs_and_republishes(database_url: str, tmp_path: Path) -> None:
     broker_url = os.environ.get(TEST_BROKER_ENV) if database_url.startswith("postgresql") else None
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         data_dir=tmp_path,
         database_url=database_url,
         broker_url=broker_url,
-        default_queue=f"sweep-{uuid.uuid4().hex[:8]}",
+        default_queue=f"reaper-{uuid.uuid4().hex[:8]}",
         heartbeat_timeout=5,
         republish_after=60,
-        sweep_interval=0.1,
+        reaper_interval=0.1,
     )
     engine = make_engine(database_url)
     sessions = make_session_factory(engine)
@@ -48,8 +48,8 @@ def test_sweep_thread_requeues_stale_jobs_and_republishes(database_url: str, tmp
         )
         session.add(Job(id=waiting_id, owner="a", spec=spec, epochs=5, queued_at=long_ago))
     celery_app = make_celery(settings)
-    sweep = SweepThread(sessions=sessions, celery_app=celery_app, settings=settings)
-    sweep.start()
+    reaper = ReaperThread(sessions=sessions, celery_app=celery_app, settings=settings)
+    reaper.start()
     received: set[str] = set()
     try:
         with celery_app.connection_for_read() as connection:
@@ -68,8 +68,8 @@ def test_sweep_thread_requeues_stale_jobs_and_republishes(database_url: str, tmp
             wait_for(both_published, 20, lambda: f"published only {received}")
             queue.close()
     finally:
-        sweep.stop()
-        sweep.join(5)
+        reaper.stop()
+        reaper.join(5)
         celery_app.close()
     with sessions() as session:
         stale = session.get(Job, stale_id)
@@ -80,12 +80,12 @@ def test_sweep_thread_requeues_stale_jobs_and_republishes(database_url: str, tmp
 def test_delivered_messages_are_purged_from_the_embedded_broker(tmp_path: Path) -> None:
     from sqlalchemy import create_engine, text
 
-    from api.broker import publish_run_job, purge_delivered_messages
+    from core.broker import publish_job, purge_delivered_messages
 
     settings = Settings(_env_file=None, data_dir=tmp_path)  # type: ignore[call-arg]
     celery_app = make_celery(settings)
     for job_id in ("a", "b"):
-        publish_run_job(celery_app, job_id, "cpu")
+        publish_job(celery_app, job_id, device="cpu", default_queue="cpu")
     with celery_app.connection_for_read() as connection:
         queue = connection.SimpleQueue("cpu")
         queue.get(timeout=2).ack()  # delivered: kombu keeps it, invisible

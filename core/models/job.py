@@ -10,7 +10,7 @@ from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Intege
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from api.db import Base, utcnow
+from core.db import Base, utcnow
 
 
 class JobStatus(StrEnum):
@@ -24,6 +24,11 @@ class JobStatus(StrEnum):
 
 
 FINISHED = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled})
+
+
+def requested_device(spec: dict[str, Any] | None) -> str:
+    """The device a stored spec asks for (`auto`, `cpu`, `cuda:N`), read from its raw JSON."""
+    return str(((spec or {}).get("training") or {}).get("device", "auto"))
 
 
 class Job(Base):
@@ -85,7 +90,7 @@ class EpochMetric(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), primary_key=True)
     epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
     # JSONB on PostgreSQL: compare reads a few fields of 100,000 records in SQL without re-parsing text.
-    # JSONB does not keep key order; readers restore it with api.jobs.records.ordered_record.
+    # JSONB does not keep key order; readers restore it by validating an EpochRecord.
     record: Mapped[dict[str, Any]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

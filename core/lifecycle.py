@@ -1,6 +1,7 @@
-"""A job's life on the worker side: claim, progress, checkpoints, finish, and the stale-job sweep.
+"""A job's life on the worker side: claim, progress, checkpoints, finish, and the reaper's re-queue.
 
-Every function takes a session and leaves the commit to the caller, so one call is one transaction.
+Every function that writes is one transaction and commits it (as the API's services do): callers,
+the runner, the reaper and the routes, never commit.
 Writes that only the job's owner may make are conditional on (status running, worker), so a worker
 whose job was re-queued behind its back learns it (False) instead of overwriting the new attempt.
 """
@@ -15,8 +16,9 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from api.db import utcnow
-from api.models import Checkpoint, EpochMetric, Job, JobStatus, WorkerBeat
+from core.db import utcnow
+from core.models import Checkpoint, EpochMetric, Job, JobStatus, WorkerBeat
+from core.models.job import requested_device
 
 
 def _owned(job_id: str, worker: str) -> Any:
@@ -31,6 +33,12 @@ def _upsert(session: Session, model: type, values: dict[str, Any], keys: list[st
     statement = insert(model).values(**values)
     changed = {name: statement.excluded[name] for name in values if name not in keys}
     session.execute(statement.on_conflict_do_update(index_elements=keys, set_=changed))
+
+
+def _commit_changed(session: Session, result: Any) -> bool:
+    """Commit, and say whether the conditional statement changed a row."""
+    session.commit()
+    return bool(result.rowcount)
 
 
 def claim_job(session: Session, *, job_id: str, worker: str, device: str) -> bool:
@@ -49,7 +57,7 @@ def claim_job(session: Session, *, job_id: str, worker: str, device: str) -> boo
         )
         .execution_options(synchronize_session=False)
     )
-    return bool(claimed.rowcount)  # type: ignore[attr-defined]
+    return _commit_changed(session, claimed)
 
 
 def heartbeat(session: Session, *, job_id: str, worker: str) -> bool:
@@ -60,7 +68,7 @@ def heartbeat(session: Session, *, job_id: str, worker: str) -> bool:
         .values(heartbeat_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    return bool(beat.rowcount)  # type: ignore[attr-defined]
+    return _commit_changed(session, beat)
 
 
 def record_epoch(session: Session, *, job_id: str, worker: str, record: dict[str, Any]) -> bool:
@@ -71,6 +79,7 @@ def record_epoch(session: Session, *, job_id: str, worker: str, record: dict[str
         select(Job.epoch_seconds, Job.epoch).where(_owned(job_id, worker)).with_for_update()
     ).first()
     if job is None:
+        session.rollback()
         return False
     _upsert(
         session,
@@ -84,6 +93,7 @@ def record_epoch(session: Session, *, job_id: str, worker: str, record: dict[str
         previous, done = job.epoch_seconds, max(job.epoch, 0)
         values["epoch_seconds"] = seconds if previous is None else (previous * done + seconds) / (done + 1)
     session.execute(update(Job).where(Job.id == job_id).values(**values))
+    session.commit()
     return True
 
 
@@ -110,6 +120,7 @@ def record_checkpoint(
         },
         ["job_id", "name"],
     )
+    session.commit()
 
 
 def finish_job(
@@ -129,7 +140,7 @@ def finish_job(
         .values(status=status, result=result, error=error, finished_at=now, heartbeat_at=now)
         .execution_options(synchronize_session=False)
     )
-    return bool(finished.rowcount)  # type: ignore[attr-defined]
+    return _commit_changed(session, finished)
 
 
 def hand_back(session: Session, *, job_id: str, worker: str) -> bool:
@@ -144,12 +155,12 @@ def hand_back(session: Session, *, job_id: str, worker: str) -> bool:
         .values(status=JobStatus.queued, worker=None, queued_at=utcnow(), attempts=Job.attempts - 1)
         .execution_options(synchronize_session=False)
     )
-    return bool(handed.rowcount)  # type: ignore[attr-defined]
+    return _commit_changed(session, handed)
 
 
 @dataclass
-class SweepOutcome:
-    """What a sweep changed: jobs to publish again, and jobs given up on."""
+class ReaperOutcome:
+    """What a reaper pass changed: jobs to publish again, and jobs given up on."""
 
     republish: list[tuple[str, str]] = field(default_factory=list)  # (job id, device asked for)
     failed: list[str] = field(default_factory=list)
@@ -157,7 +168,7 @@ class SweepOutcome:
 
 def requeue_stale(
     session: Session, *, timeout: float, max_attempts: int, now: datetime | None = None
-) -> SweepOutcome:
+) -> ReaperOutcome:
     """Re-queue running jobs silent for `timeout` s; fail those already lost `max_attempts` times."""
     now = now or utcnow()
     cutoff = now - timedelta(seconds=timeout)
@@ -166,7 +177,7 @@ def requeue_stale(
             Job.status == JobStatus.running, Job.heartbeat_at < cutoff
         )
     ).all()
-    outcome = SweepOutcome()
+    outcome = ReaperOutcome()
     for job_id, attempts, spec in stale:
         # Conditional again, so a job whose worker beat in the meantime is left alone.
         still_stale = (Job.id == job_id) & (Job.status == JobStatus.running) & (Job.heartbeat_at < cutoff)
@@ -192,22 +203,23 @@ def requeue_stale(
             .execution_options(synchronize_session=False)
         )
         if changed.rowcount:  # type: ignore[attr-defined]
-            outcome.republish.append((job_id, _device_of(spec)))
+            outcome.republish.append((job_id, requested_device(spec)))
+    session.commit()
     return outcome
 
 
-def republish_lost(session: Session, *, older_than: float, now: datetime | None = None) -> SweepOutcome:
+def republish_lost(session: Session, *, older_than: float, now: datetime | None = None) -> ReaperOutcome:
     """Queued jobs published more than `older_than` s ago: stamp them and return them for re-publishing.
 
     The broker message may be gone (Redis flushed); a duplicate is harmless because claiming is
-    conditional, and the new stamp keeps the same job from being re-published at every sweep.
+    conditional, and the new stamp keeps the same job from being re-published at every pass.
     """
     now = now or utcnow()
     cutoff = now - timedelta(seconds=older_than)
     waiting = session.execute(
         select(Job.id, Job.spec).where(Job.status == JobStatus.queued, Job.queued_at < cutoff)
     ).all()
-    outcome = SweepOutcome()
+    outcome = ReaperOutcome()
     for job_id, spec in waiting:
         stamped = session.execute(
             update(Job)
@@ -216,12 +228,9 @@ def republish_lost(session: Session, *, older_than: float, now: datetime | None 
             .execution_options(synchronize_session=False)
         )
         if stamped.rowcount:  # type: ignore[attr-defined]
-            outcome.republish.append((job_id, _device_of(spec)))
+            outcome.republish.append((job_id, requested_device(spec)))
+    session.commit()
     return outcome
-
-
-def _device_of(spec: dict[str, Any] | None) -> str:
-    return str(((spec or {}).get("training") or {}).get("device", "auto"))
 
 
 def record_worker_beat(
@@ -242,3 +251,4 @@ def record_worker_beat(
     else:
         for key, value in values.items():
             setattr(existing, key, value)
+    session.commit()

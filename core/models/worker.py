@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import DateTime, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from api.db import Base, utcnow
+from core.db import Base, utcnow
 
 
 class WorkerBeat(Base):

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     )
     broker_poll_interval: float = Field(0.1, gt=0, description="Polling of the embedded broker, seconds.")
     max_attempts: int = Field(3, ge=1, description="Times a job may be lost with its worker before it fails.")
-    sweep_interval: float = Field(5.0, gt=0, description="Seconds between sweeps for stale and lost jobs.")
+    reaper_interval: float = Field(5.0, gt=0, description="Seconds between reaper passes.")
     republish_after: float = Field(
         120.0, gt=0, description="Seconds a job may wait queued before its message is published again."
     )

@@ -12,6 +12,11 @@ from fsspec.core import url_to_fs
 CHUNK_BYTES = 1024 * 1024
 
 
+def checkpoint_key(job_id: str, name: str) -> str:
+    """Where a job's checkpoint lives in the artifact store."""
+    return f"jobs/{job_id}/checkpoints/{name}.safetensors"
+
+
 class ArtifactStore:
     """Files addressed by keys such as `jobs/<id>/checkpoints/best.safetensors` under one root URL."""
 

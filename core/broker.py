@@ -11,14 +11,14 @@ from kombu.transport import sqlalchemy as kombu_sqlalchemy
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
 
-from api.config import Settings
+from core.config import Settings
 
 RUN_JOB_TASK = "trainctl.run_job"
-SWEEP_TASK = "trainctl.sweep"
+REAPER_TASK = "trainctl.reaper"
 EMBEDDED_PREFIX = "sqla+"
 # Redis re-delivers an unacknowledged message after this long; with acks_late a job's message stays
 # unacknowledged while it trains, so it must outlast the longest job. A duplicate is harmless anyway
-# (the claim is conditional) and a lost worker is handled by the heartbeat sweep, not by this timeout.
+# (the claim is conditional) and a lost worker is handled by the reaper, not by this timeout.
 REDIS_VISIBILITY_TIMEOUT_S = 7 * 24 * 3600
 
 # Options of kombu's SQLAlchemy transport that are not create_engine() arguments.
@@ -140,6 +140,6 @@ def purge_delivered_messages(settings: Settings, *, older_than: float = 3600.0) 
         engine.dispose()
 
 
-def publish_run_job(celery_app: Celery, job_id: str, queue: str) -> None:
-    """Put a job id on `queue`; the worker resolves everything else from the database."""
-    celery_app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue)
+def publish_job(celery_app: Celery, job_id: str, *, device: str, default_queue: str) -> None:
+    """Put a job id on the queue its device needs; the worker resolves everything else from the database."""
+    celery_app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue_for_device(device, default_queue))

@@ -1,0 +1,93 @@
+"""The compare queries: the selected jobs, and their curves read in one backend-specific query."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by, array_agg
+from sqlalchemy.orm import Session
+
+from api.compare.groups import finite_number
+from api.errors import NotFound, Unprocessable
+from api.sweeps.service import grid_order
+from core.models import EpochMetric, Job, Sweep
+
+MAX_COMPARE_JOBS = 1000
+Curve = list[tuple[int, float]]
+
+
+def selected_jobs(
+    session: Session, *, owner: str, job_ids: list[str] | None, sweep_id: str | None
+) -> list[Job]:
+    """The owner's jobs named by id (in that order) or made by the sweep (in grid order); 404 otherwise."""
+    if (job_ids is None) == (sweep_id is None):
+        raise Unprocessable.for_field("jobs", "give either jobs=ID,ID,... or sweep=ID")
+    columns = select(Job).where(Job.owner == owner)
+    if sweep_id is not None:
+        sweep = session.scalar(select(Sweep).where(Sweep.id == sweep_id, Sweep.owner == owner))
+        if sweep is None:
+            raise NotFound(f"no sweep with id {sweep_id!r}")
+        jobs = list(session.scalars(columns.where(Job.sweep_id == sweep_id)))
+        if not jobs:
+            raise NotFound(f"sweep {sweep_id} has no jobs left to compare")
+        return sorted(jobs, key=lambda job: grid_order(sweep, job.sweep_params or {}))
+    assert job_ids is not None
+    wanted = list(dict.fromkeys(job_ids))
+    if not wanted:
+        raise Unprocessable.for_field("jobs", "name at least one job id")
+    if len(wanted) > MAX_COMPARE_JOBS:
+        raise Unprocessable.for_field("jobs", f"compare at most {MAX_COMPARE_JOBS} jobs at once")
+    found = {job.id: job for job in session.scalars(columns.where(Job.id.in_(wanted)))}
+    missing = [job_id for job_id in wanted if job_id not in found]
+    if missing:
+        raise NotFound(f"no job with id {', '.join(repr(job_id) for job_id in missing[:5])}")
+    return [found[job_id] for job_id in wanted]
+
+
+def numeric_field(dialect: str, field: str) -> ColumnElement[Any]:
+    """SQL for one top-level number of a record (NULL when absent or not a number), per backend."""
+    if dialect == "postgresql":
+        # JSONB: no text to re-parse per row, and ->> cast to float skips JSON decoding in Python.
+        value = EpochMetric.record[field]
+        return case((func.jsonb_typeof(value) == "number", value.as_float()))
+    if dialect == "sqlite":
+        return func.json_extract(EpochMetric.record, f'$."{field}"')  # numbers come back as numbers
+    return EpochMetric.record[field]
+
+
+def read_curves(session: Session, *, job_ids: list[str], fields: list[str]) -> dict[str, dict[str, Curve]]:
+    """{job: {field: [(epoch, value)]}} for finite numbers, in ONE query that extracts only these fields."""
+    curves: dict[str, dict[str, Curve]] = {job_id: {field: [] for field in fields} for job_id in job_ids}
+    if not job_ids or not fields:
+        return curves
+    dialect = session.get_bind().dialect.name
+    values = [numeric_field(dialect, field) for field in fields]
+    selected = EpochMetric.job_id.in_(job_ids)
+    if dialect == "postgresql":
+        # One row per job with arrays: a hundred times fewer rows to send and to turn into Python objects.
+        by_epoch = [array_agg(aggregate_order_by(value, EpochMetric.epoch)) for value in values]
+        epochs = array_agg(aggregate_order_by(EpochMetric.epoch, EpochMetric.epoch))
+        query = select(EpochMetric.job_id, epochs, *by_epoch).where(selected).group_by(EpochMetric.job_id)
+        for job_id, job_epochs, *columns in session.execute(query):
+            per_job = curves[job_id]
+            for field, column in zip(fields, columns, strict=True):
+                # The SQL already kept numbers only (a JSONB number is finite): just drop the NULLs.
+                per_job[field] = [
+                    (epoch, value)
+                    for epoch, value in zip(job_epochs, column, strict=True)
+                    if value is not None
+                ]
+        return curves
+    query = (
+        select(EpochMetric.job_id, EpochMetric.epoch, *values)
+        .where(selected)
+        .order_by(EpochMetric.job_id, EpochMetric.epoch)
+    )
+    for job_id, epoch, *row in session.execute(query):
+        per_job = curves[job_id]
+        for field, value in zip(fields, row, strict=True):
+            number = finite_number(value)
+            if number is not None:
+                per_job[field].append((epoch, number))
+    return curves
