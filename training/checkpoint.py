@@ -58,11 +58,14 @@ def save_checkpoint(
     meta: dict[str, Any],
     optimizer: torch.optim.Optimizer | None = None,
     rng: dict[str, torch.Tensor] | None = None,
+    targets: Scaler | None = None,
 ) -> None:
     """Write atomically (temp file, then rename) so a reader never sees half a checkpoint."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors["scaler.shift"], tensors["scaler.scale"] = scaler.shift, scaler.scale
-    meta = {**meta, "scaler": scaler.kind.value}
+    meta = {**meta, "scaler": scaler.kind.value, "target_scaler": targets.kind.value if targets else None}
+    if targets is not None:
+        tensors["target_scaler.shift"], tensors["target_scaler.scale"] = targets.shift, targets.scale
     if optimizer is not None:
         optim_tensors, meta["optimizer"] = _flatten_optimizer(optimizer.state_dict())
         tensors.update(optim_tensors)
@@ -182,6 +185,7 @@ class TrainedModel:
     outputs: int
     epoch: int
     class_labels: list[str] | None
+    targets: Scaler | None = None  # the network predicts regression targets in these scaled units
 
     def predict(self, inputs: Any) -> dict[str, Any]:
         """Classes and probabilities (classification) or values (regression) for raw, unscaled inputs."""
@@ -198,7 +202,7 @@ class TrainedModel:
             indices = probabilities.argmax(dim=1).tolist()
             labels = self.class_labels or [str(i) for i in range(self.outputs)]
             return {"classes": [labels[i] for i in indices], "probabilities": probabilities.tolist()}
-        return {"values": out.tolist()}
+        return {"values": (self.targets.invert(out) if self.targets is not None else out).tolist()}
 
 
 def load_model(path: str | Path) -> TrainedModel:
@@ -210,6 +214,10 @@ def load_model(path: str | Path) -> TrainedModel:
     module.load_state_dict(prefixed(tensors, "model."))
     module.eval()
     scaler = Scaler(InputScaling(meta["scaler"]), tensors["scaler.shift"], tensors["scaler.scale"])
+    targets = None
+    if meta.get("target_scaler"):  # absent from checkpoints written before targets were scaled
+        shift, scale = tensors["target_scaler.shift"], tensors["target_scaler.scale"]
+        targets = Scaler(InputScaling(meta["target_scaler"]), shift, scale)
     return TrainedModel(
         spec=spec,
         module=module,
@@ -219,4 +227,5 @@ def load_model(path: str | Path) -> TrainedModel:
         outputs=meta["outputs"],
         epoch=meta["epoch"],
         class_labels=meta.get("class_labels"),
+        targets=targets,
     )

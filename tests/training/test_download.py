@@ -47,12 +47,12 @@ def leftovers(folder: Path) -> list[str]:
 def test_mnist_is_fetched_once_then_read_from_the_cache(published: FileServer, tmp_path: Path) -> None:
     cache = DatasetCache(tmp_path / "cache")
     spec = DownloadedDatasetSpec(name="mnist", validation_fraction=0.2)
-    splits = prepare(spec, InputScaling.none, 0, CPU, cache)
+    splits = prepare(spec, InputScaling.none, 0, CPU, cache=cache)
     assert splits.X_train.shape == (MNIST_TRAIN * 0.8, 784) and splits.X_val.shape == (MNIST_TRAIN * 0.2, 784)
     assert splits.X_test.shape == (MNIST_TEST, 784)  # the official test set, whole
     assert splits.class_labels == [str(d) for d in range(10)] and splits.feature_scale <= 255
     assert sum(published.requests.values()) == 4
-    images = prepare(spec.model_copy(update={"as_images": True}), InputScaling.zscore, 0, CPU, cache)
+    images = prepare(spec.model_copy(update={"as_images": True}), InputScaling.zscore, 0, CPU, cache=cache)
     assert images.input_shape == (1, 28, 28) and images.X_test.shape == (MNIST_TEST, 1, 28, 28)
     assert sum(published.requests.values()) == 4  # served from the cache
     assert leftovers(cache.folder) == sorted(f.name for f in REMOTE_FILES["mnist"])
@@ -69,7 +69,7 @@ def test_mnist_pixels_and_labels_are_read_in_order(published: FileServer, tmp_pa
 def test_cifar10_comes_from_the_binary_records_red_green_blue(published: FileServer, tmp_path: Path) -> None:
     _, members = cifar_archive()
     spec = DownloadedDatasetSpec(name="cifar10", as_images=True, validation_fraction=0.0)
-    splits = prepare(spec, InputScaling.none, 0, CPU, DatasetCache(tmp_path))
+    splits = prepare(spec, InputScaling.none, 0, CPU, cache=DatasetCache(tmp_path))
     assert splits.input_shape == (3, 32, 32) and splits.X_train.shape == (5 * CIFAR_PER_BATCH, 3, 32, 32)
     test = members["test_batch.bin"]
     assert splits.X_test.shape[0] == CIFAR_TEST and splits.y_test.tolist() == test[:, 0].tolist()

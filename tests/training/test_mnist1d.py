@@ -32,7 +32,9 @@ def test_the_default_is_the_papers_set_with_its_test_split(tmp_path: Path) -> No
     assert train.X.shape == (4000, 40) and test.X.shape == (1000, 40)
     assert np.allclose(test.X, reference["x_test"]) and np.array_equal(test.y, reference["y_test"])
     assert np.array_equal(train.y, reference["y"])
-    splits = prepare(mnist1d(validation_fraction=0.25), InputScaling.none, 0, CPU, DatasetCache(tmp_path))
+    splits = prepare(
+        mnist1d(validation_fraction=0.25), InputScaling.none, 0, CPU, cache=DatasetCache(tmp_path)
+    )
     assert (len(splits.X_train), len(splits.X_val), len(splits.X_test)) == (3000, 1000, 1000)
     assert torch.allclose(splits.X_test, torch.from_numpy(reference["x_test"]).float())
 
@@ -60,7 +62,7 @@ def test_options_shape_the_data_and_leave_global_random_state_alone(tmp_path: Pa
     assert (np.random.rand(), random.random()) == expected
     assert np.array_equal(plain.y, shuffled.y) and not np.allclose(plain.X, shuffled.X)
     assert np.allclose(np.sort(plain.X, axis=1), np.sort(shuffled.X, axis=1))  # the same steps, permuted
-    sequence = prepare(mnist1d(samples=200, as_sequence=True), InputScaling.zscore, 0, CPU, cache)
+    sequence = prepare(mnist1d(samples=200, as_sequence=True), InputScaling.zscore, 0, CPU, cache=cache)
     assert sequence.input_shape == (40, 1) and sequence.X_test.shape == (40, 40, 1)
     assert example_shape(mnist1d(as_sequence=True)) == (40, 1) and example_shape(mnist1d()) == (40,)
 

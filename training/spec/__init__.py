@@ -44,6 +44,7 @@ from training.spec.job import (
     Loss,
     Monitor,
     Training,
+    final_checkpoint,
     network_misfit,
 )
 from training.spec.lint import SpecWarning, count_parameters, lint
@@ -65,6 +66,7 @@ from training.spec.network import (
     RNNCell,
     RNNNetwork,
     RNNReadout,
+    TargetScaling,
     UniformInit,
 )
 from training.spec.optimizer import (
@@ -149,6 +151,7 @@ __all__ = [
     "StepSchedule",
     "SyntheticDataset",
     "SyntheticDatasetSpec",
+    "TargetScaling",
     "Task",
     "Training",
     "UniformInit",
@@ -161,6 +164,7 @@ __all__ = [
     "describe_errors",
     "example_kind",
     "example_shape",
+    "final_checkpoint",
     "lint",
     "network_misfit",
 ]
