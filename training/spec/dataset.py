@@ -9,6 +9,7 @@ from pydantic import (
     BaseModel,
     Discriminator,
     Field,
+    ModelWrapValidatorHandler,
     Tag,
     field_validator,
     model_validator,
@@ -129,15 +130,16 @@ class ValidationSplit(SpecModel):
 class OfficialSplits(ValidationSplit):
     """A benchmark whose test split is its official test set: validation is carved from its training set."""
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _no_test_fraction(cls, value: Any) -> Any:
+    def _no_test_fraction(cls, value: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        # before the unknown-key check, which would only say that test_fraction is not a key here
         if isinstance(value, dict) and "test_fraction" in value:
             raise ValueError(
                 f"{value.get('name')} keeps its official test set as the test split, so results compare "
                 "with published ones: remove test_fraction (validation_fraction still applies)"
             )
-        return value
+        return handler(value)
 
 
 class SplitOptions(ValidationSplit):
