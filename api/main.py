@@ -40,7 +40,8 @@ OPENAPI_TAGS = [
     {"name": "sweeps", "description": "Run one spec over a grid of values × seeds, as a batch of jobs."},
     {
         "name": "compare",
-        "description": "Jobs side by side: spec diff, seed groups (mean ± std), curves, plots.",
+        "description": "Jobs side by side: spec diff, seed groups with 95% CIs, tests against the best, "
+        "effects of swept fields, curve bands, plots.",
     },
     {"name": "specs", "description": "Check a job spec without creating anything."},
     {"name": "datasets", "description": "Upload CSV or NPZ datasets and refer to them from specs."},

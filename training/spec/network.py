@@ -19,7 +19,7 @@ class MLPNetwork(SpecModel):
     """A multilayer perceptron: linear layers, each hidden one followed by normalization and activation."""
 
     type: Literal["mlp"] = Field("mlp", description="Network type.")
-    hidden_layers: list[Annotated[int, Field(ge=1, le=MAX_LAYER_WIDTH)]] = Field(
+    hidden_layers: list[Annotated[int, Field(strict=True, ge=1, le=MAX_LAYER_WIDTH)]] = Field(
         description=f"Width of each hidden layer, input side first (at most {MAX_HIDDEN_LAYERS} layers).",
         max_length=MAX_HIDDEN_LAYERS,
         examples=[[64, 64]],
@@ -95,8 +95,10 @@ class RNNNetwork(SpecModel):
 
     type: Literal["rnn"] = Field("rnn", description="Network type.")
     cell: RNNCell = Field(RNNCell.rnn, description="rnn (Elman; activation tanh or relu), lstm or gru.")
-    hidden_size: int = Field(64, ge=1, le=4096, description="Units of the hidden state.", examples=[64])
-    layers: int = Field(1, ge=1, le=8, description="Stacked recurrent layers.", examples=[1])
+    hidden_size: int = Field(
+        64, ge=1, le=4096, description="Units of the hidden state.", examples=[64], strict=True
+    )
+    layers: int = Field(1, ge=1, le=8, description="Stacked recurrent layers.", examples=[1], strict=True)
     bidirectional: bool = Field(False, description="Also run each layer backwards in time.")
     readout: RNNReadout = Field(
         RNNReadout.last,
@@ -119,15 +121,15 @@ class Pooling(StrEnum):
     none = "none"
 
 
-KernelSize = Annotated[int, Field(ge=1, le=31)]
-Stride = Annotated[int, Field(ge=1, le=8)]
+KernelSize = Annotated[int, Field(strict=True, ge=1, le=31)]
+Stride = Annotated[int, Field(strict=True, ge=1, le=8)]
 
 
 class CNNNetwork(SpecModel):
     """Convolution blocks (2-D on images, 1-D on sequences), then hidden linear layers, then the output."""
 
     type: Literal["cnn"] = Field("cnn", description="Network type.")
-    channels: list[Annotated[int, Field(ge=1, le=1024)]] = Field(
+    channels: list[Annotated[int, Field(strict=True, ge=1, le=1024)]] = Field(
         [16, 32], min_length=1, max_length=8, description="Output channels of each convolution block."
     )
     kernel_size: KernelSize | list[KernelSize] = Field(
@@ -138,13 +140,13 @@ class CNNNetwork(SpecModel):
     stride: Stride | list[Stride] = Field(
         1, description="Stride: one for every convolution, or one per convolution.", examples=[1, [2, 2, 2]]
     )
-    padding: Annotated[int, Field(ge=0, le=15)] | Literal["same"] = Field(
+    padding: Annotated[int, Field(strict=True, ge=0, le=15)] | Literal["same"] = Field(
         "same",
         description='Zeros added on each side: a number, or "same" (output as long as the input; stride 1).',
         examples=["same", 1],
     )
     pool: Pooling = Field(Pooling.max, description="Pooling by 2 after each convolution block, or none.")
-    hidden_layers: list[Annotated[int, Field(ge=1, le=MAX_LAYER_WIDTH)]] = Field(
+    hidden_layers: list[Annotated[int, Field(strict=True, ge=1, le=MAX_LAYER_WIDTH)]] = Field(
         [64], max_length=MAX_HIDDEN_LAYERS, description="Linear layers after the convolutions."
     )
 
