@@ -307,6 +307,11 @@ class Client:
         result: dict[str, Any] = self._json("POST", f"/v1/sweeps/{sweep_id}/cancel")
         return result
 
+    def add_seeds(self, sweep_id: str, seeds: int) -> dict[str, Any]:
+        """Give every grid point `seeds` seeds in total; only the missing ones run (`added` lists them)."""
+        result: dict[str, Any] = self._json("POST", f"/v1/sweeps/{sweep_id}/seeds", json={"seeds": seeds})
+        return result
+
     def wait_sweep(
         self,
         sweep_id: str,
@@ -340,7 +345,8 @@ class Client:
     ) -> dict[str, Any]:
         """Compare jobs (or a sweep's jobs): common spec, per-job differences and results, seed groups.
 
-        Extra keyword arguments are query parameters: metric, mode, target, fields, points.
+        Extra keyword arguments are query parameters: metric, mode, target, alpha, fields, points,
+        job_curves.
         """
         query = self._selection(jobs, sweep) | {
             k: _join(v) if isinstance(v, list | tuple) else v for k, v in params.items() if v is not None
@@ -351,7 +357,7 @@ class Client:
     def compare_csv(
         self, jobs: Iterable[str] | str | None = None, sweep: str | None = None, **params: Any
     ) -> str:
-        """The comparison as one flat CSV table."""
+        """The comparison as one flat CSV table (table=jobs, groups, effects or bands)."""
         query = self._selection(jobs, sweep) | {"format": "csv"}
         query |= {k: v for k, v in params.items() if v is not None}
         return self._request("GET", "/v1/compare", params=query).text
@@ -364,7 +370,7 @@ class Client:
         path: str | Path = "compare.png",
         **params: Any,
     ) -> Path:
-        """Save overlaid learning curves of jobs (or a sweep), mean ± std per seed group, as PNG."""
+        """Save overlaid learning curves of jobs (or a sweep), mean and 95% CI band per seed group, as PNG."""
         query = self._selection(jobs, sweep) | {"metric": metric}
         query |= {k: v for k, v in params.items() if v is not None}
         return self._save("/v1/compare/plot.png", path, params=query)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,7 +182,8 @@ class Scaler:
 def scale_inputs(scaler: Scaler, X: torch.Tensor, input_shape: tuple[int, ...]) -> torch.Tensor:
     """Apply the scaler to raw examples; images are scaled per pixel, as flat feature vectors."""
     if len(input_shape) == 3:
-        return scaler(X.reshape(len(X), -1)).reshape(len(X), *input_shape)
+        # the pixel count, not -1: an empty split (a fraction of 0) has no size to infer it from
+        return scaler(X.reshape(len(X), math.prod(input_shape))).reshape(len(X), *input_shape)
     return scaler(X)
 
 

@@ -201,14 +201,26 @@ class Trainer:
         path = self.out_dir / "checkpoints" / "last.safetensors"
         if not path.exists():
             return  # nothing to resume from: a fresh start
-        tensors, meta = read_checkpoint(path)
+        try:
+            tensors, meta = read_checkpoint(path)
+        except Exception as error:  # safetensors, json and torch each raise their own types
+            raise JobFailure(
+                f"the checkpoint to resume from ({path.name}) is damaged and cannot be read ({error}): "
+                "start the run afresh (without --resume; a service job: submit it again)"
+            ) from None
         check_resumable(path, meta, self.spec)
-        self.model.load_state_dict(prefixed(tensors, "model."))
-        restore_optimizer(self.optimizer, tensors, meta)
-        if self.scheduler is not None and meta["scheduler"] is not None:
-            self.scheduler.load_state_dict(meta["scheduler"])
-            stretch_schedule(self.scheduler, self.spec.training.epochs)  # --epochs may have changed
-        restore_rng(tensors, self.device, self.batches)
+        try:
+            self.model.load_state_dict(prefixed(tensors, "model."))
+            restore_optimizer(self.optimizer, tensors, meta)
+            if self.scheduler is not None and meta["scheduler"] is not None:
+                self.scheduler.load_state_dict(meta["scheduler"])
+                stretch_schedule(self.scheduler, self.spec.training.epochs)  # --epochs may have changed
+            restore_rng(tensors, self.device, self.batches)
+        except (KeyError, ValueError, RuntimeError) as error:
+            raise JobFailure(
+                f"the checkpoint to resume from ({path.name}) is incomplete ({error}): "
+                "start the run afresh (without --resume; a service job: submit it again)"
+            ) from None
         states = callback_states(meta)
         for callback in self.stateful:
             if callback.state_key in states:

@@ -18,7 +18,7 @@ from celery import Celery
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import lifecycle
+from core import fairshare, lifecycle
 from core.artifacts import ArtifactStore, checkpoint_key
 from core.broker import publish_job
 from core.config import Settings
@@ -28,11 +28,13 @@ from core.models.job import requested_device
 from training.callbacks import Callback, CheckpointInfo
 from training.records import EpochRecord
 from training.spec import FileDatasetSpec, JobSpec, UploadedDatasetSpec
+from worker.retention import drop_old_periodic, is_periodic
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 CANCEL_POLL_S = 0.5  # how stale a cancel request may be when the loop asks should_stop()
+CLAIM_TRIES = 3  # picks when another worker claims the picked job first
 DB_RETRY_FOR_S = 120.0  # how long a write waits out an unreachable database before the job gives up
 
 # Set when the worker is asked to stop (SIGTERM): running jobs checkpoint and are handed back. A
@@ -136,6 +138,8 @@ class ServiceCallback(Callback):
         self.job_id = job_id
         self.lost = False
         self.cancel_requested = False
+        self.timed_out = False
+        self._deadline = time.monotonic() + context.settings.max_job_seconds
         self._next_poll = 0.0
         self._next_beat = 0.0
         # Often enough that a live job never looks stale, rarely enough to spare the database.
@@ -160,12 +164,20 @@ class ServiceCallback(Callback):
                 s, job_id=self.job_id, name=info.name, uri=key, epoch=info.epoch, size_bytes=size
             )
         )
+        if is_periodic(info.name):
+            info.path.unlink(missing_ok=True)  # uploaded; a resume needs only `last` (and `best`)
+            keep = self.context.settings.keep_checkpoints
+            for stale in self.context.write(lambda s: drop_old_periodic(s, job_id=self.job_id, keep=keep)):
+                self.context.store.delete_prefix(stale)
 
     def should_stop(self) -> bool:
         """Stop on shutdown, a cancel request or a lost job; reads the database at most every 0.5 s."""
-        if shutdown_requested.is_set() or self.lost or self.cancel_requested:
+        if shutdown_requested.is_set() or self.lost or self.cancel_requested or self.timed_out:
             return True
         now = time.monotonic()
+        if now > self._deadline:
+            self.timed_out = True
+            return True
         if now < self._next_poll:
             return False
         self._next_poll = now + CANCEL_POLL_S
@@ -186,19 +198,60 @@ class ServiceCallback(Callback):
 
 
 def run_job(context: WorkerContext, job_id: str) -> str:
-    """Claim and run one job; returns what happened (skipped, succeeded, failed, cancelled, handed back)."""
+    """Take this slot's turn: claim the fairest queued job (fairshare) and run it; returns what happened."""
     identity = context.identity
-    if not context.write(
-        lambda s: lifecycle.claim_job(s, job_id=job_id, worker=identity.name, device=identity.device)
-    ):
-        log.info("job %s is not queued (a duplicate delivery, or already taken): skipped", job_id)
+    chosen = _claim_fair_job(context)
+    if chosen is None:
+        log.info("message for job %s: no queued job may start now (done, taken, or owners at cap)", job_id)
         return "skipped"
-    log.info("job %s claimed by %s", job_id, identity.name)
-    context.beat(job_id)
+    log.info("job %s claimed by %s (for the message of %s)", chosen, identity.name, job_id)
+    context.beat(chosen)
     try:
-        return _train(context, job_id)
+        return _train(context, chosen)
     finally:
         context.beat(None)
+        _wake_for_owner_of(context, chosen)
+
+
+def _claim_fair_job(context: WorkerContext) -> str | None:
+    """Claim the job fairshare picks (again if another worker took it first); None when none may start."""
+    identity, settings = context.identity, context.settings
+    for _ in range(CLAIM_TRIES):
+        chosen = context.write(
+            lambda s: fairshare.pick_fair_job(
+                s,
+                queues=set(identity.queues.split(",")),
+                default_queue=settings.default_queue,
+                max_running_per_owner=settings.max_running_jobs_per_owner,
+            )
+        )
+        if chosen is None:
+            return None
+        claim = partial(lifecycle.claim_job, job_id=chosen, worker=identity.name, device=identity.device)
+        if context.write(claim):
+            return chosen
+    return None
+
+
+def _wake_for_owner_of(context: WorkerContext, job_id: str) -> None:
+    """An owner back under the cap may have a job whose message was spent while they were at it."""
+    cap = context.settings.max_running_jobs_per_owner
+
+    def next_waiting(session: Session) -> tuple[str, dict] | None:
+        job = session.get(Job, job_id)
+        if job is None or fairshare.running_per_owner(session).get(job.owner, 0) != cap - 1:
+            return None
+        return fairshare.oldest_queued_of_owner(session, owner=job.owner)
+
+    waiting = context.write(next_waiting)
+    if waiting is not None:
+        waiting_id, spec = waiting
+        publish_job(
+            context.celery_app,
+            waiting_id,
+            device=requested_device(spec),
+            default_queue=context.settings.default_queue,
+        )
 
 
 def _train(context: WorkerContext, job_id: str) -> str:
@@ -234,6 +287,14 @@ def _train(context: WorkerContext, job_id: str) -> str:
         if callback.lost:
             log.warning("job %s was taken from this worker while it ran; its result is dropped", job_id)
             return "lost"
+        if callback.timed_out:
+            limit = context.settings.max_job_seconds
+            return finish(
+                JobStatus.failed,
+                result=outcome,
+                error=f"stopped after {limit:g} s, this service's limit on a job's run time "
+                "(TRAINCTL_MAX_JOB_SECONDS): ask for fewer epochs, or a smaller network or dataset",
+            )
         if result.status == "cancelled" and shutdown_requested.is_set() and not callback.cancel_requested:
             return _hand_back(context, job_id, job["device"])
         if result.status == "succeeded":

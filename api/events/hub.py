@@ -195,3 +195,12 @@ class EventHub:
         subscriber.done = True
         subscriber.queue.put_nowait(None)
         self.unsubscribe(subscriber)
+
+
+def app_hub(app: Any) -> EventHub:
+    """The app's one shared poller (app.state.event_hub), made on first use; the app's lifespan closes it."""
+    hub: EventHub | None = getattr(app.state, "event_hub", None)
+    if hub is None:
+        hub = EventHub(app.state.session_factory, interval=app.state.settings.events_poll_interval)
+        app.state.event_hub = hub
+    return hub

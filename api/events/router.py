@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import OwnerDep, SessionDep, SettingsDep
 from api.errors import problem_responses
-from api.events.hub import EventHub
+from api.events.hub import EventHub, app_hub
 from api.jobs.service import owned_job
 from api.params import JobId
 
@@ -28,12 +28,7 @@ EXAMPLE_STREAM = (
 
 def event_hub(request: Request) -> EventHub:
     """The app's shared poller, made on first use."""
-    hub: EventHub | None = getattr(request.app.state, "event_hub", None)
-    if hub is None:
-        settings = request.app.state.settings
-        hub = EventHub(request.app.state.session_factory, interval=settings.events_poll_interval)
-        request.app.state.event_hub = hub
-    return hub
+    return app_hub(request.app)
 
 
 async def _stream(hub: EventHub, *, job_id: str, after: int, keepalive: float) -> AsyncIterator[str]:

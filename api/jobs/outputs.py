@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
@@ -17,6 +15,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api.csv_export import csv_text
 from api.errors import Conflict, NotFound, Unprocessable
 from api.jobs.schemas import CheckpointInfo, MetricsPage, PredictResponse
 from api.jobs.service import owned_job
@@ -86,11 +85,7 @@ def metrics_csv(page: MetricsPage) -> str:
     present = {column for row in rows for column in row}
     fields = [name for name in EpochRecord.model_fields if name in present or name == "epoch"]
     columns = list(dict.fromkeys([*fields, *(column for row in rows for column in row)]))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    return csv_text(columns, rows)
 
 
 def stored_key(row: Checkpoint) -> str:
@@ -219,7 +214,7 @@ def predict(
             "inputs", f"each row must have {expected} values, like the training data's examples; got {width}"
         )
     try:
-        outputs = model.predict(np.asarray(inputs, dtype=np.float32))
+        outputs = model.predict(np.asarray(inputs, dtype=np.float64))  # the model checks float32 range
     except ValueError as error:
         raise Unprocessable.for_field("inputs", str(error)) from None
     return PredictResponse(job_id=job_id, checkpoint=row.name, epoch=row.epoch, **outputs)

@@ -148,8 +148,11 @@ def test_epochs_written_before_the_job_finished_come_before_its_status(
         with app.state.session_factory() as session:  # finishing right after, before the next poll
             job = session.get(Job, job_id)
             assert job is not None
-            job.status, job.finished_at = JobStatus.succeeded, utcnow()
-            job.result = {"status": "succeeded", "epochs_run": 10}
+            job.status, job.finished_at, job.result = (
+                JobStatus.succeeded,
+                utcnow(),
+                {"status": "succeeded", "epochs_run": 10},
+            )
             session.commit()
 
     worker = threading.Thread(target=train)

@@ -126,3 +126,30 @@ def test_predict_and_download_default_to_the_checkpoint_the_test_metrics_measure
         job.result = {**(job.result or {}), "model_checkpoint": "best"}
         session.commit()
     assert predict()["checkpoint"] == "best"
+
+
+@pytest.mark.parametrize(
+    ("row", "says"),
+    [
+        ([1e39, 3.5, 1.4, 0.2], "rows 1 hold values that are not finite float32 numbers"),
+        ([3e38, -3e38, 3e38, 3e38], "rows 1 overflow the network"),
+    ],
+    ids=["beyond float32", "overflows inside"],
+)
+def test_values_that_overflow_float32_are_a_422_naming_inputs(
+    client: TestClient,
+    auth_headers: dict[str, str],
+    submit: Callable[..., dict[str, Any]],
+    finish_job: Callable[..., None],
+    iris_checkpoint: Path,
+    row: list[float],
+    says: str,
+) -> None:
+    job_id = submit()["id"]
+    finish_job(job_id, epochs=5, checkpoint=iris_checkpoint.read_bytes())
+    response = client.post(
+        f"/v1/jobs/{job_id}/predict", json={"inputs": [FLOWERS[0], row]}, headers=auth_headers
+    )
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["errors"][0]["field"] == "inputs" and says in body["detail"]

@@ -40,7 +40,9 @@ class Monitor(StrEnum):
 class EarlyStopping(SpecModel):
     """Stop when the monitored metric has not improved by min_delta for patience epochs."""
 
-    patience: int = Field(10, ge=1, le=MAX_EPOCHS, description="Epochs without improvement before stopping.")
+    patience: int = Field(
+        10, ge=1, le=MAX_EPOCHS, description="Epochs without improvement before stopping.", strict=True
+    )
     min_delta: float = Field(0.0, ge=0.0, description="Smallest change that counts as an improvement.")
     monitor: Monitor = Field(Monitor.val_loss, description="Metric watched (accuracy is maximized).")
     restore_best: bool = Field(True, description="End with the weights of the best epoch.")
@@ -78,9 +80,13 @@ class Loss(StrEnum):
 class Training(SpecModel):
     """Epochs, batches, seed and device."""
 
-    epochs: int = Field(20, ge=1, le=MAX_EPOCHS, description="Maximum number of passes over the data.")
-    batch_size: int = Field(32, ge=1, le=MAX_SAMPLES, description="Examples per gradient step.")
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed for splits, initialization, batches, dropout.")
+    epochs: int = Field(
+        20, ge=1, le=MAX_EPOCHS, description="Maximum number of passes over the data.", strict=True
+    )
+    batch_size: int = Field(32, ge=1, le=MAX_SAMPLES, description="Examples per gradient step.", strict=True)
+    seed: int = Field(
+        0, ge=0, le=2**32 - 1, description="Seed for splits, initialization, batches, dropout.", strict=True
+    )
     device: str = Field(
         "auto",
         pattern=r"^(auto|cpu|cuda(:\d+)?)$",
@@ -89,11 +95,16 @@ class Training(SpecModel):
     )
     loss: Loss = Field(Loss.auto, description="auto: cross-entropy for classification, MSE for regression.")
     diagnostics_every: int = Field(
-        10, ge=0, description="Take per-layer diagnostics every N steps (0: never).", examples=[10]
+        10,
+        ge=0,
+        strict=True,
+        description="Take per-layer diagnostics every N steps (0: never).",
+        examples=[10],
     )
     checkpoint_every: int | None = Field(
         None,
         ge=1,
+        strict=True,
         description="Also keep a checkpoint every N epochs (last and best are always kept).",
         examples=[10],
     )

@@ -21,7 +21,7 @@ class StepSchedule(SpecModel):
     """Multiply the learning rate by gamma every step_size epochs."""
 
     type: Literal["step"] = "step"
-    step_size: int = Field(10, ge=1, description="Epochs between decays.")
+    step_size: int = Field(10, ge=1, description="Epochs between decays.", strict=True)
     gamma: float = Field(0.5, gt=0.0, le=1.0, description="Decay factor.")
 
 
@@ -37,7 +37,7 @@ class PlateauSchedule(SpecModel):
 
     type: Literal["plateau"] = "plateau"
     factor: float = Field(0.5, gt=0.0, lt=1.0, description="Decay factor.")
-    patience: int = Field(5, ge=0, description="Epochs without improvement before decaying.")
+    patience: int = Field(5, ge=0, description="Epochs without improvement before decaying.", strict=True)
     min_learning_rate: float = Field(0.0, ge=0.0, description="Lower bound of the rate.")
 
 
