@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.models import Job, JobStatus
+from training.download import DatasetCache, using_cache
 from training.spec import JobSpec
 from worker import runner
 from worker.group_report import GroupReport
@@ -90,14 +91,16 @@ def _train_together(context: WorkerContext, job_ids: list[str]) -> list[str]:
         if members:
             from training.group import fit_group  # torch was imported when the worker process started
 
+            cache = DatasetCache(context.settings.resolved_dataset_cache, context.settings.dataset_mirror)
             try:
-                results = fit_group(
-                    [m[1] for m in members],
-                    [m[2] for m in members],
-                    [[m[3]] for m in members],
-                    resume=True,
-                    after_epoch=report.flush,
-                )
+                with using_cache(cache):  # benchmarks are read from (and fetched into) this worker's cache
+                    results = fit_group(
+                        [m[1] for m in members],
+                        [m[2] for m in members],
+                        [[m[3]] for m in members],
+                        resume=True,
+                        after_epoch=report.flush,
+                    )
                 report.flush()
             except Exception as error:
                 log.exception("replica group %s failed", [m[0] for m in members])
