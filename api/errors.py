@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 
 from training.spec import FieldError, describe_errors
 
@@ -19,6 +20,9 @@ log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 DATABASE_RETRY_AFTER_SECONDS = 5
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+MAX_ECHO_CHARS = 1000  # of a detail, field or message: bad values are echoed, but not megabytes of them
+MAX_ERRORS = 50  # entries in `errors`; the count of the rest is not worth a large response
 # Where FastAPI says a bad value came from; the field path a person sees starts after it.
 _REQUEST_PARTS = frozenset({"body", "query", "path", "header", "cookie"})
 
@@ -129,6 +133,13 @@ def problem_responses(
 PROBLEM_RESPONSES = problem_responses()
 
 
+def shorten(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """Text cut to `limit` characters: a problem never echoes a huge bad value back in full."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit:,} more characters)"
+
+
 def problem_response(
     *,
     status: int,
@@ -140,9 +151,12 @@ def problem_response(
 ) -> JSONResponse:
     """A problem+json response."""
     body: dict[str, Any] = {"type": f"urn:trainctl:problem:{slug}", "title": title, "status": status}
-    body["detail"] = detail
+    body["detail"] = shorten(detail)
     if errors:
-        body["errors"] = [error.model_dump() for error in errors]
+        body["errors"] = [
+            {"field": shorten(error.field), "message": shorten(error.message)}
+            for error in errors[:MAX_ERRORS]
+        ]
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
@@ -174,6 +188,16 @@ def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route answers on this path (Starlette's Allow names the first route's only)."""
+    routes: list[BaseRoute] = request.app.router.routes
+    return ", ".join(
+        method
+        for method in HTTP_METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)
+    )
+
+
 def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 400:
@@ -188,12 +212,15 @@ def _http_error(_request: Request, exc: Exception) -> JSONResponse:
             errors=[FieldError(field="body", message=message)],
         )
     title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(_request) or headers.get("Allow", "")
     return problem_response(
         status=exc.status_code,
         title=title,
         detail=str(exc.detail),
         slug=title.lower().replace(" ", "-"),
-        headers=dict(exc.headers or {}),
+        headers=headers,
     )
 
 

@@ -20,6 +20,7 @@ from api.monitoring import router as monitoring_router
 from api.plots.router import router as plots_router
 from api.specs.router import router as specs_router
 from api.sweeps.router import router as sweeps_router
+from api.ui import install_ui
 from core.artifacts import ArtifactStore
 from core.broker import make_celery
 from core.config import Settings, get_settings
@@ -39,7 +40,8 @@ OPENAPI_TAGS = [
     {"name": "sweeps", "description": "Run one spec over a grid of values × seeds, as a batch of jobs."},
     {
         "name": "compare",
-        "description": "Jobs side by side: spec diff, seed groups (mean ± std), curves, plots.",
+        "description": "Jobs side by side: spec diff, seed groups with 95% CIs, tests against the best, "
+        "effects of swept fields, curve bands, plots.",
     },
     {"name": "specs", "description": "Check a job spec without creating anything."},
     {"name": "datasets", "description": "Upload CSV or NPZ datasets and refer to them from specs."},
@@ -84,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     install_docs(app)
+    install_ui(app, settings)
     routers = (jobs_router, events_router, plots_router, sweeps_router, compare_router)
     for router in (*routers, specs_router, datasets_router, health_router, monitoring_router):
         app.include_router(router)

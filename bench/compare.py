@@ -1,8 +1,10 @@
 """Compare benchmark: GET /v1/compare over 1,000 jobs × 100 epochs, on PostgreSQL and SQLite.
 
-Seeds one sweep of finished jobs (realistic records: losses, accuracy, gradient stats and per-layer
-diagnostics) straight into a fresh database, then times the endpoint through the app (TestClient, JSON
-serialization included) and prints a table of medians:
+Seeds one sweep of finished jobs (20 groups × 50 seeds; realistic records: losses, accuracy, gradient
+stats and per-layer diagnostics) straight into a fresh database, then times the endpoint through the app
+(TestClient, statistics and JSON serialization included). The cases run interleaved (one call of each,
+round after round) and the table shows each median, and how much of the default request the statistics
+(tests, effects, bands: api.compare.analysis.analyze) took:
   .venv/bin/python bench/compare.py                     # PostgreSQL (TRAINCTL_BENCH_DATABASE_URL) + SQLite
   .venv/bin/python bench/compare.py --jobs 200 --epochs 50 --repeat 5
 PostgreSQL: TRAINCTL_BENCH_DATABASE_URL (default postgresql+psycopg://postgres@127.0.0.1:5432/test) names
@@ -30,6 +32,7 @@ from sqlalchemy import insert, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from api.compare import service as compare_service  # noqa: E402
 from core.config import Settings  # noqa: E402
 from core.db import scratch_database  # noqa: E402
 from core.migrate import upgrade_database  # noqa: E402
@@ -154,14 +157,32 @@ def seed(database_url: str, *, jobs: int, epochs: int) -> tuple[str, float]:
     return sweep_id, time.perf_counter() - started
 
 
-def median_ms(call: Callable[[], Any], repeat: int) -> float:
-    call()  # warm: connections, caches
-    times = []
+def interleaved_medians(calls: list[Callable[[], Any]], repeat: int) -> list[float]:
+    """Median ms of each call, timed round-robin so that load on the machine hits every case alike."""
+    for call in calls:
+        call()  # warm: connections, caches
+    times: list[list[float]] = [[] for _ in calls]
     for _ in range(repeat):
+        for call, spent in zip(calls, times, strict=True):
+            started = time.perf_counter()
+            call()
+            spent.append(time.perf_counter() - started)
+    return [statistics.median(spent) * 1000 for spent in times]
+
+
+class Timed:
+    """Wraps a function and keeps the seconds of each call (to time the statistics inside a request)."""
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self.function = function
+        self.seconds: list[float] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
+        try:
+            return self.function(*args, **kwargs)
+        finally:
+            self.seconds.append(time.perf_counter() - started)
 
 
 def run(name: str, database_url: str, args: argparse.Namespace, workdir: Path) -> list[str]:
@@ -186,21 +207,38 @@ def run(name: str, database_url: str, args: argparse.Namespace, workdir: Path) -
             return response
 
         body = get(f"/v1/compare?sweep={sweep_id}").json()
-        assert len(body["jobs"]) == args.jobs and len(body["curves"]) == args.jobs
+        assert len(body["jobs"]) == args.jobs and body["curves"] is None
+        assert len(body["tests"]) == len(body["groups"]) - 1 and body["effects"]["complete"]
+        assert all(len(band["epochs"]) == args.epochs for band in body["bands"]["val_loss"])
         cases = [
-            ("sweep=, default fields, points=200", f"/v1/compare?sweep={sweep_id}"),
+            ("sweep=, statistics + bands (default)", f"/v1/compare?sweep={sweep_id}"),
+            (
+                "sweep=, job_curves=true (every job's curves too)",
+                f"/v1/compare?sweep={sweep_id}&job_curves=true",
+            ),
             ("jobs=<1000 ids>, target=val_loss<0.6", f"/v1/compare?jobs={ids}&target=val_loss<0.6"),
             (
                 "sweep=, 4 fields",
                 f"/v1/compare?sweep={sweep_id}&fields=train_loss,val_loss,val_accuracy,grad_norm",
             ),
-            ("sweep=, format=csv", f"/v1/compare?sweep={sweep_id}&format=csv"),
-            ("plot.png, 1000 curves", f"/v1/compare/plot.png?sweep={sweep_id}"),
+            ("sweep=, format=csv (jobs)", f"/v1/compare?sweep={sweep_id}&format=csv"),
+            ("sweep=, format=csv&table=groups", f"/v1/compare?sweep={sweep_id}&format=csv&table=groups"),
+            ("plot.png, 1000 curves, 20 bands", f"/v1/compare/plot.png?sweep={sweep_id}"),
         ]
+        timed = Timed(compare_service.analyze)
+        compare_service.analyze = timed
+        try:
+            medians = interleaved_medians([lambda url=url: get(url) for _label, url in cases], args.repeat)
+        finally:
+            compare_service.analyze = timed.function
+        # The first case's calls are every len(cases)-th analyze call, after the warm-up round.
+        analysis = statistics.median(timed.seconds[len(cases) :: len(cases)]) * 1000
         rows = [
-            f"| {name} | {label} | {median_ms(lambda url=url: get(url), args.repeat):.0f} ms |"
-            for label, url in cases
+            f"| {name} | {label} | {ms:.0f} ms |" for (label, _url), ms in zip(cases, medians, strict=True)
         ]
+        rows.append(
+            f"| {name} | of which statistics + bands (analyze), default request | {analysis:.0f} ms |"
+        )
         size = len(get(f"/v1/compare?sweep={sweep_id}").content)
     rows.append(
         f"| {name} | (seeded {args.jobs * args.epochs:,} records in {seeded:.1f} s; "

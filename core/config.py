@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def host_memory_bytes() -> int:
+    """Physical memory, or the container's cgroup limit where that is lower."""
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        return physical
+    return min(physical, int(limit)) if limit.isdigit() else physical
 
 
 class Settings(BaseSettings):
@@ -52,10 +63,39 @@ class Settings(BaseSettings):
     )
 
     # Limits (the service's own; the spec has hard ceilings above these).
+    keep_checkpoints: int = Field(
+        3,
+        ge=0,
+        description="Periodic checkpoints (checkpoint_every) kept per job, newest first; "
+        "best and last are always kept.",
+    )
+    max_storage_per_owner: int = Field(
+        10 * 1024**3, ge=1, description="Bytes of checkpoints and uploads one owner may keep stored."
+    )
+    max_running_jobs_per_owner: int = Field(
+        8, ge=1, description="Jobs of one owner running at once; free slots go to other owners first."
+    )
+    max_job_seconds: float = Field(
+        7 * 24 * 3600.0, gt=0, description="Longest a job may train (per attempt); then it fails saying so."
+    )
     max_parameters: int = Field(10_000_000, description="Largest network, in trainable parameters.")
+    max_job_memory: int | None = Field(
+        None,
+        ge=1,
+        description="Largest estimated peak memory of one job, in bytes (default: half of this host's "
+        "memory; set it to a worker host's memory per job slot where workers run elsewhere).",
+    )
     max_epochs: int = Field(10_000, description="Most epochs a job may ask for.")
     max_upload_bytes: int = Field(50 * 1024 * 1024, description="Largest dataset upload.")
     max_dataset_rows: int = Field(1_000_000, description="Most rows in an uploaded dataset.")
+    max_dataset_features: int = Field(
+        65_536,
+        ge=1,
+        description="Most numbers per example of an upload (time steps × features for sequences).",
+    )
+    max_dataset_bytes: int = Field(
+        512 * 1024 * 1024, ge=1, description="Largest upload once decompressed (its arrays X and y together)."
+    )
     max_request_bytes: int = Field(
         64 * 1024 * 1024, description="Largest request body of any kind; keep it above max_upload_bytes."
     )
@@ -68,7 +108,25 @@ class Settings(BaseSettings):
     events_poll_interval: float = Field(
         1.0, ge=0.05, description="Seconds between database reads of the shared live-events poller."
     )
+    request_read_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a client may pause while sending a request before it is disconnected.",
+    )
     events_keepalive: float = Field(15.0, gt=0, description="Seconds between keep-alive comments on events.")
+    session_secret: SecretStr | None = Field(
+        None,
+        description="Signs dashboard session cookies; set the same value on every API replica. "
+        "Default: a random secret kept in DATA_DIR/session-secret.",
+    )
+    session_max_age: int = Field(
+        8 * 3600, ge=60, le=30 * 24 * 3600, description="Seconds a dashboard sign-in lasts."
+    )
+
+    @property
+    def resolved_max_job_memory(self) -> int:
+        """The per-job memory limit, defaulting to half of this host's (or container's) memory."""
+        return self.max_job_memory or host_memory_bytes() // 2
 
     @property
     def resolved_database_url(self) -> str:

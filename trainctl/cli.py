@@ -39,7 +39,22 @@ def load_settings(data_dir: Path | None = None) -> Settings:
     if data_dir is not None:
         os.environ["TRAINCTL_DATA_DIR"] = str(data_dir.expanduser().resolve())
         get_settings.cache_clear()
-    return get_settings()
+    settings = get_settings()
+    keep_private(settings.data_dir)
+    return settings
+
+
+def keep_private(data_dir: Path) -> None:
+    """Files this process (and its children) create are 0600, folders 0700; the data dir itself 0700.
+
+    The data dir holds the database, uploads, checkpoints and the first key: nobody else's to read.
+    """
+    os.umask(0o077)
+    try:
+        if data_dir.is_dir():
+            data_dir.chmod(0o700)
+    except OSError as error:  # a data dir owned by someone else: say so, keep going
+        typer.secho(f"trainctl: cannot make {data_dir} private: {error}", err=True, fg=typer.colors.YELLOW)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -72,14 +87,13 @@ def serve(
 @app.command()
 def api(host: HostOption = "127.0.0.1", port: PortOption = 8000, data_dir: DataDirOption = None) -> None:
     """Run only the HTTP API (migrates the database first; several API processes may start at once)."""
-    import uvicorn
-
     from api.main import create_app
     from core.migrate import upgrade_database
+    from trainctl.http import run_api
 
     settings = load_settings(data_dir)
     upgrade_database(settings.resolved_database_url)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    run_api(create_app(settings), host=host, port=port, read_timeout=settings.request_read_timeout)
 
 
 @app.command()

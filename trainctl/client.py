@@ -202,13 +202,19 @@ class Client:
         """Delete a finished job with its metrics and files."""
         self._request("DELETE", f"/v1/jobs/{job_id}")
 
-    def predict(self, job_id: str, inputs: list[list[float]]) -> dict[str, Any]:
-        """Predictions of the job's best checkpoint on raw rows."""
-        result: dict[str, Any] = self._json("POST", f"/v1/jobs/{job_id}/predict", json={"inputs": inputs})
+    def predict(
+        self, job_id: str, inputs: list[list[float]], checkpoint: str | None = None
+    ) -> dict[str, Any]:
+        """Predictions on raw rows by the checkpoint result.test measured, or by `checkpoint` (best, last)."""
+        body: dict[str, Any] = {"inputs": inputs} | ({"checkpoint": checkpoint} if checkpoint else {})
+        result: dict[str, Any] = self._json("POST", f"/v1/jobs/{job_id}/predict", json=body)
         return result
 
-    def download(self, job_id: str, checkpoint: str = "best", path: str | Path | None = None) -> Path:
-        """Save a checkpoint (safetensors) to `path` (default: JOB-CHECKPOINT.safetensors here)."""
+    def download(self, job_id: str, checkpoint: str = "model", path: str | Path | None = None) -> Path:
+        """Save a checkpoint (safetensors) to `path` (default: JOB-CHECKPOINT.safetensors here).
+
+        `model` is the checkpoint whose weights result.test measured; or best, last, epoch-NNNNN.
+        """
         target = Path(path) if path is not None else Path(f"{job_id}-{checkpoint}.safetensors")
         return self._save(f"/v1/jobs/{job_id}/checkpoints/{checkpoint}", target)
 
@@ -301,6 +307,11 @@ class Client:
         result: dict[str, Any] = self._json("POST", f"/v1/sweeps/{sweep_id}/cancel")
         return result
 
+    def add_seeds(self, sweep_id: str, seeds: int) -> dict[str, Any]:
+        """Give every grid point `seeds` seeds in total; only the missing ones run (`added` lists them)."""
+        result: dict[str, Any] = self._json("POST", f"/v1/sweeps/{sweep_id}/seeds", json={"seeds": seeds})
+        return result
+
     def wait_sweep(
         self,
         sweep_id: str,
@@ -334,7 +345,8 @@ class Client:
     ) -> dict[str, Any]:
         """Compare jobs (or a sweep's jobs): common spec, per-job differences and results, seed groups.
 
-        Extra keyword arguments are query parameters: metric, mode, target, fields, points.
+        Extra keyword arguments are query parameters: metric, mode, target, alpha, fields, points,
+        job_curves.
         """
         query = self._selection(jobs, sweep) | {
             k: _join(v) if isinstance(v, list | tuple) else v for k, v in params.items() if v is not None
@@ -345,7 +357,7 @@ class Client:
     def compare_csv(
         self, jobs: Iterable[str] | str | None = None, sweep: str | None = None, **params: Any
     ) -> str:
-        """The comparison as one flat CSV table."""
+        """The comparison as one flat CSV table (table=jobs, groups, effects or bands)."""
         query = self._selection(jobs, sweep) | {"format": "csv"}
         query |= {k: v for k, v in params.items() if v is not None}
         return self._request("GET", "/v1/compare", params=query).text
@@ -358,7 +370,7 @@ class Client:
         path: str | Path = "compare.png",
         **params: Any,
     ) -> Path:
-        """Save overlaid learning curves of jobs (or a sweep), mean ± std per seed group, as PNG."""
+        """Save overlaid learning curves of jobs (or a sweep), mean and 95% CI band per seed group, as PNG."""
         query = self._selection(jobs, sweep) | {"metric": metric}
         query |= {k: v for k, v in params.items() if v is not None}
         return self._save("/v1/compare/plot.png", path, params=query)

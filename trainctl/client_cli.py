@@ -36,13 +36,13 @@ from trainctl.cli_common import (
     read_spec,
 )
 from trainctl.client import FINISHED, TrainctlError
-from trainctl.sweep_cli import compare, sweep
+from trainctl.sweep_cli import add_seeds, compare, sweep
 from training.records import is_maximized
 
 
 def register_client_commands(app: typer.Typer) -> None:
     """Add the client commands to the `trainctl` app."""
-    for command in (submit, status, watch, metrics, compare, sweep, download, plot, cancel):
+    for command in (submit, status, watch, metrics, compare, sweep, add_seeds, download, plot, cancel):
         app.command(rich_help_panel="Client")(command)
 
 
@@ -156,7 +156,9 @@ def metrics(
 
 def download(
     job_id: JobArg,
-    checkpoint: Annotated[str, typer.Option(help="best, last, or epoch-NNNN.")] = "best",
+    checkpoint: Annotated[
+        str, typer.Option(help="model (the weights result.test measured), best, last, or epoch-NNNNN.")
+    ] = "model",
     output: Annotated[
         Path | None,
         typer.Option("-o", "--output", help="File to write (default JOB-CHECKPOINT.safetensors)."),
@@ -184,7 +186,7 @@ def plot(
     url: UrlOption = None,
     key: KeyOption = None,
 ) -> None:
-    """Save a PNG: learning curves (mean ± std per seed group), or one job's gradients or saturation."""
+    """Save a PNG: learning curves (mean and 95% CI per seed group), or one job's gradients or saturation."""
     if kind not in {"curves", "gradients", "saturation"}:
         raise die("--kind must be curves, gradients or saturation", EXIT_USAGE)
     if kind != "curves" and (sweep_id or len(job_ids or []) != 1):

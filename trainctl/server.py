@@ -91,12 +91,11 @@ class WorkerSupervisor(threading.Thread):
 
 def serve(settings: Settings, *, host: str, port: int, worker_args: list[str]) -> None:
     """Run migrations, make a first key, then the API in this process and a supervised worker child."""
-    import uvicorn
-
     from api.main import create_app
     from core.broker import make_celery
     from core.migrate import upgrade_database
     from core.reaper import ReaperThread
+    from trainctl.http import run_api
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     # One serve per data directory: two would run two sets of workers on one database.
@@ -126,7 +125,7 @@ def serve(settings: Settings, *, host: str, port: int, worker_args: list[str]) -
     stop_signals = (signal.SIGINT, signal.SIGTERM)
     previous = {sig: signal.signal(sig, lambda *_args: None) for sig in stop_signals}
     try:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        run_api(create_app(settings), host=host, port=port, read_timeout=settings.request_read_timeout)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

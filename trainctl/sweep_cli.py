@@ -26,7 +26,11 @@ from trainctl.cli_common import (
     read_spec,
 )
 from trainctl.client import FINISHED, Client
+from trainctl.compare_view import TABLE_WIDTH, effects_table, groups_table
+from trainctl.compare_view import notes as compare_notes
 from training.records import is_maximized
+
+CSV_TABLES = ("jobs", "groups", "effects", "bands")
 
 
 def parse_grid_values(text: str) -> list[Any]:
@@ -152,97 +156,55 @@ def _value(metrics: dict[str, Any] | None, name: str) -> Any:
     return (metrics or {}).get(name)
 
 
-def epochs_to_target(group: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> str:
-    """Mean epochs to reach the target over the group's jobs that reached it, and how many did."""
-    ids = group.get("job_ids") or []
-    reached = [by_id[i]["epochs_to_target"] for i in ids if (by_id.get(i) or {}).get("epochs_to_target")]
-    if not reached:
-        return f"never (0/{len(ids)})"
-    return f"{fmt(sum(reached) / len(reached), 3)} ({len(reached)}/{len(ids)} reached)"
+def is_grouped(result: dict[str, Any]) -> bool:
+    """Whether any configuration ran more than once: then rows are seed groups, not jobs."""
+    return any(group.get("n", 1) > 1 for group in result.get("groups") or [])
 
 
 def compare_table(result: dict[str, Any], metric: str) -> tuple[RichTable, list[str]]:
     """The comparison as a rich table (one row per seed group when any group has n > 1) and notes."""
     jobs = result.get("jobs", [])
-    by_id = {job["id"]: job for job in jobs}
     groups = result.get("groups") or []
-    grouped = any(group.get("n", 1) > 1 for group in groups)
-    differing: dict[str, None] = {}
-    for job in jobs:
-        differing.update(dict.fromkeys(job.get("differs") or {}))
     notes: list[str] = []
-    if grouped:
-        differing.pop("training.seed", None)
-    columns = list(differing)
+    if is_grouped(result):
+        if not any(group.get("key") for group in groups) and len(jobs) > 1:
+            notes.append("note: the specs are identical but for the seed; only chance separates them.")
+        return groups_table(result, metric), notes
+    columns = list(dict.fromkeys(path for job in jobs for path in job.get("differs") or {}))
     table = RichTable(title=f"compare by {metric}", title_justify="left")
     table.add_column("")
-    if grouped:
-        best_key = result.get("best_group")
-        table.add_column("jobs")
-        for column in columns:
-            table.add_column(column)
-        others = {n for g in groups for n in g.get("metrics", {}) if n not in {metric, "epochs_to_target"}}
-        metric_names = [metric, *sorted(others, key=lambda n: (not n.startswith("test"), n))]
-        metric_names = [n for n in metric_names if any(n in g.get("metrics", {}) for g in groups)][:4]
-        for name in metric_names:
-            table.add_column(f"{name} (mean ± std)", justify="right")
-        target = result.get("target")
-        if target:
-            table.add_column(f"epochs to {target}", justify="right")
-        for index, group in enumerate(groups):
-            first = by_id.get((group.get("job_ids") or [None])[0]) or {}
-            key = group.get("key") if isinstance(group.get("key"), dict) else first.get("differs") or {}
-            # best_group is the group's index (or its key)
-            is_best = best_key is not None and best_key in (index, group.get("key"))
-            cells = ["★" if is_best else "", f"{group.get('n', len(group.get('job_ids', [])))}"]
-            cells += [fmt(key.get(column)) for column in columns]
-            for name in metric_names:
-                stats = group.get("metrics", {}).get(name)
-                if not stats or stats.get("mean") is None:
-                    cells.append("-")
-                else:
-                    cells.append(f"{fmt(stats['mean'])} ± {fmt(stats.get('std') or 0.0, 2)}")
-            if target:
-                cells.append(epochs_to_target(group, by_id))
-            table.add_row(*cells, style="bold green" if is_best else None)
-        if result.get("best_within_noise"):
-            notes.append(
-                "note: the best group's lead is within noise (its mean ± std overlaps another group's); "
-                "run more seeds before trusting it."
-            )
-    else:
-        table.add_column("job")
-        table.add_column("status")
-        for column in columns:
-            table.add_column(column)
-        for header in (
-            f"best {metric}",
-            "best epoch",
-            f"final {metric}",
-            "test",
-            "epochs to target",
-            "seconds",
-        ):
-            table.add_column(header, justify="right")
-        values = [(_value(job.get("best"), metric), job["id"]) for job in jobs]
-        present = [(v, i) for v, i in values if isinstance(v, int | float)]
-        mode = result.get("mode") or ("max" if is_maximized(metric) else "min")
-        best_id = (max(present) if mode == "max" else min(present))[1] if present else None
-        for job in jobs:
-            test = job.get("test") or {}
-            test_text = "  ".join(f"{k} {fmt(v)}" for k, v in test.items() if isinstance(v, int | float))
-            is_best = job["id"] == best_id
-            cells = ["★" if is_best else "", job["id"], job.get("status", "")]
-            cells += [fmt((job.get("differs") or {}).get(column)) for column in columns]
-            cells += [
-                fmt(_value(job.get("best"), metric)),
-                fmt(job.get("best_epoch")),
-                fmt(_value(job.get("final"), metric)),
-                test_text or "-",
-                fmt(job.get("epochs_to_target")),
-                fmt_seconds(job.get("seconds")),
-            ]
-            table.add_row(*cells, style="bold green" if is_best else None)
+    table.add_column("job")
+    table.add_column("status")
+    for column in columns:
+        table.add_column(column)
+    for header in (
+        f"best {metric}",
+        "best epoch",
+        f"final {metric}",
+        "test",
+        "epochs to target",
+        "seconds",
+    ):
+        table.add_column(header, justify="right")
+    values = [(_value(job.get("best"), metric), job["id"]) for job in jobs]
+    present = [(v, i) for v, i in values if isinstance(v, int | float)]
+    mode = result.get("mode") or ("max" if is_maximized(metric) else "min")
+    best_id = (max(present) if mode == "max" else min(present))[1] if present else None
+    for job in jobs:
+        test = job.get("test") or {}
+        test_text = "  ".join(f"{k} {fmt(v)}" for k, v in test.items() if isinstance(v, int | float))
+        is_best = job["id"] == best_id
+        cells = ["★" if is_best else "", job["id"], job.get("status", "")]
+        cells += [fmt((job.get("differs") or {}).get(column)) for column in columns]
+        cells += [
+            fmt(_value(job.get("best"), metric)),
+            fmt(job.get("best_epoch")),
+            fmt(_value(job.get("final"), metric)),
+            test_text or "-",
+            fmt(job.get("epochs_to_target")),
+            fmt_seconds(job.get("seconds")),
+        ]
+        table.add_row(*cells, style="bold green" if is_best else None)
     if not columns and len(jobs) > 1:
         notes.append("note: the specs are identical but for nothing shown; only chance separates them.")
     return table, notes
@@ -256,20 +218,29 @@ def compare(
     metric: Annotated[str, typer.Option(help="The metric that ranks jobs and groups.")] = "val_loss",
     mode: Annotated[str | None, typer.Option(help="min or max (default: the server's choice).")] = None,
     target: Annotated[str | None, typer.Option(help="Count epochs to reach it, e.g. 'val_loss<0.3'.")] = None,
-    csv: Annotated[bool, typer.Option("--csv", help="Print the flat CSV table instead.")] = False,
+    alpha: Annotated[float, typer.Option(help="Significance level of the verdicts (0 < alpha < 1).")] = 0.05,
+    csv: Annotated[bool, typer.Option("--csv", help="Print a flat CSV table (every field) instead.")] = False,
+    table: Annotated[
+        str, typer.Option(help="With --csv: jobs, groups (statistics and tests), effects or bands.")
+    ] = "jobs",
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
     url: UrlOption = None,
     key: KeyOption = None,
 ) -> None:
-    """Compare jobs side by side: the differing spec fields as columns, mean ± std per seed group."""
+    """Compare jobs: per seed group mean ± 95% CI, and the best group tested against each other group."""
     if bool(job_ids) == bool(sweep_id):
         raise die("give job ids or --sweep ID (one of them)", EXIT_USAGE)
     if mode is not None and mode not in {"min", "max"}:
         raise die("--mode must be min or max", EXIT_USAGE)
-    params = {"metric": metric, "mode": mode, "target": target}
+    if not 0 < alpha < 1:
+        raise die("--alpha must be between 0 and 1, e.g. 0.05", EXIT_USAGE)
+    if table not in CSV_TABLES:
+        raise die(f"--table must be one of {', '.join(CSV_TABLES)}", EXIT_USAGE)
+    params = {"metric": metric, "mode": mode, "target": target, "alpha": alpha}
     with connect(url, key) as client:
         if csv:
-            typer.echo(client.compare_csv(jobs=job_ids or None, sweep=sweep_id, **params), nl=False)
+            text = client.compare_csv(jobs=job_ids or None, sweep=sweep_id, table=table, **params)
+            typer.echo(text, nl=False)
             return
         result = client.compare(jobs=job_ids or None, sweep=sweep_id, **params)
     if as_json:
@@ -281,7 +252,35 @@ def compare(
         shown = ", ".join(f"{k}={fmt(v)}" for k, v in list(common.items())[:8])
         more = f" (+{len(common) - 8} more)" if len(common) > 8 else ""
         console.print(f"common: {shown}{more}")
-    table, notes = compare_table(result, metric)
-    console.print(table)
-    for note in notes:
+    grid, notes = compare_table(result, metric)
+    narrow = min(console.width, TABLE_WIDTH)  # seed groups fit 100 columns; per-job rows may be wider
+    console.print(grid, width=narrow if is_grouped(result) else None)
+    effects = effects_table(result)
+    if effects is not None:
+        console.print(effects, width=narrow)
+    for note in [*notes, *compare_notes(result, sweep_id)]:
         console.print(note)
+
+
+def add_seeds(
+    sweep_id: Annotated[str, typer.Argument(help="The sweep's id.", show_default=False)],
+    seeds: Annotated[int, typer.Argument(min=1, help="Seeds per grid point in total.", show_default=False)],
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for every job (exit 1 if any failed).")] = False,
+    timeout: TimeoutOption = None,
+    url: UrlOption = None,
+    key: KeyOption = None,
+) -> None:
+    """Give every grid point of a sweep SEEDS seeds: runs only the missing ones (prints their ids)."""
+    errors = err_console()
+    with connect(url, key) as client:
+        done = client.add_seeds(sweep_id, seeds)
+        added = done.get("added", [])
+        for job_id in added:
+            typer.echo(job_id)
+        errors.print(f"sweep {sweep_id}: {len(added)} jobs added ({seeds} seeds per grid point)")
+        if not wait:
+            return
+        done = wait_for_sweep(client, sweep_id, len(done.get("jobs", [])), timeout, errors)
+    errors.print(f"compare with: trainctl compare --sweep {sweep_id}")
+    if any(job["status"] in {"failed", "cancelled"} for job in done.get("jobs", []) if job["id"] in added):
+        raise typer.Exit(EXIT_FAILED)

@@ -25,6 +25,7 @@ from training.records import EpochRecord
 from training.spec import InputScaling, JobSpec, Task
 
 FORMAT = "trainctl-checkpoint/1"
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -58,11 +59,14 @@ def save_checkpoint(
     meta: dict[str, Any],
     optimizer: torch.optim.Optimizer | None = None,
     rng: dict[str, torch.Tensor] | None = None,
+    targets: Scaler | None = None,
 ) -> None:
     """Write atomically (temp file, then rename) so a reader never sees half a checkpoint."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors["scaler.shift"], tensors["scaler.scale"] = scaler.shift, scaler.scale
-    meta = {**meta, "scaler": scaler.kind.value}
+    meta = {**meta, "scaler": scaler.kind.value, "target_scaler": targets.kind.value if targets else None}
+    if targets is not None:
+        tensors["target_scaler.shift"], tensors["target_scaler.scale"] = targets.shift, targets.scale
     if optimizer is not None:
         optim_tensors, meta["optimizer"] = _flatten_optimizer(optimizer.state_dict())
         tensors.update(optim_tensors)
@@ -182,10 +186,18 @@ class TrainedModel:
     outputs: int
     epoch: int
     class_labels: list[str] | None
+    targets: Scaler | None = None  # the network predicts regression targets in these scaled units
 
     def predict(self, inputs: Any) -> dict[str, Any]:
         """Classes and probabilities (classification) or values (regression) for raw, unscaled inputs."""
-        X = torch.as_tensor(np.asarray(inputs, dtype=np.float32))
+        raw = np.asarray(inputs, dtype=np.float64)
+        too_large = np.flatnonzero(~(np.abs(raw.reshape(len(raw), -1)) <= FLOAT32_MAX).all(axis=1))
+        if raw.ndim >= 1 and len(too_large):
+            raise ValueError(
+                f"rows {_first_rows(too_large)} hold values that are not finite float32 numbers "
+                f"(beyond ±{FLOAT32_MAX:.3g}); this network computes in float32"
+            )
+        X = torch.as_tensor(raw.astype(np.float32))
         if X.ndim >= 1 and X[0].numel() == math.prod(self.input_shape) and len(X):
             X = X.reshape(len(X), *self.input_shape)  # images may come as flat rows of pixels
         if tuple(X.shape[1:]) != self.input_shape:
@@ -193,12 +205,24 @@ class TrainedModel:
             raise ValueError(f"inputs must have shape ({expected}); got {tuple(X.shape)}")
         with torch.inference_mode():
             out = self.module(scale_inputs(self.scaler, X, self.input_shape))
+        overflowed = torch.nonzero(~torch.isfinite(out).all(dim=1)).flatten().numpy()
+        if len(overflowed):
+            raise ValueError(
+                f"rows {_first_rows(overflowed)} overflow the network (its outputs are not finite): "
+                "their values are far outside the range of the training data"
+            )
         if self.task == Task.classification:
             probabilities = torch.softmax(out, dim=1)
             indices = probabilities.argmax(dim=1).tolist()
             labels = self.class_labels or [str(i) for i in range(self.outputs)]
             return {"classes": [labels[i] for i in indices], "probabilities": probabilities.tolist()}
-        return {"values": out.tolist()}
+        return {"values": (self.targets.invert(out) if self.targets is not None else out).tolist()}
+
+
+def _first_rows(indices: np.ndarray, shown: int = 5) -> str:
+    """Row indices as a person reads them: the first few, then how many more."""
+    listed = ", ".join(str(int(index)) for index in indices[:shown])
+    return listed + (f" (and {len(indices) - shown} more)" if len(indices) > shown else "")
 
 
 def load_model(path: str | Path) -> TrainedModel:
@@ -210,6 +234,10 @@ def load_model(path: str | Path) -> TrainedModel:
     module.load_state_dict(prefixed(tensors, "model."))
     module.eval()
     scaler = Scaler(InputScaling(meta["scaler"]), tensors["scaler.shift"], tensors["scaler.scale"])
+    targets = None
+    if meta.get("target_scaler"):  # absent from checkpoints written before targets were scaled
+        shift, scale = tensors["target_scaler.shift"], tensors["target_scaler.scale"]
+        targets = Scaler(InputScaling(meta["target_scaler"]), shift, scale)
     return TrainedModel(
         spec=spec,
         module=module,
@@ -219,4 +247,5 @@ def load_model(path: str | Path) -> TrainedModel:
         outputs=meta["outputs"],
         epoch=meta["epoch"],
         class_labels=meta.get("class_labels"),
+        targets=targets,
     )

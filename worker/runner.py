@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import lifecycle
+from core import fairshare, lifecycle
 from core.artifacts import ArtifactStore, checkpoint_key
 from core.broker import publish_job
 from core.config import Settings
@@ -30,11 +30,13 @@ from training.callbacks import Callback, CheckpointInfo
 from training.records import EpochRecord
 from training.spec import FileDatasetSpec, JobSpec, UploadedDatasetSpec
 from worker.heartbeat import JobHeartbeat
+from worker.retention import drop_old_periodic, is_periodic
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 HAND_BACK_AFTER_S = 10.0  # at shutdown, fit() has this long to reach a step before the job is handed back
+CLAIM_TRIES = 3  # picks when another worker claims the picked job first
 DB_RETRY_FOR_S = 120.0  # how long a write waits out an unreachable database before the job gives up
 
 # Set when the worker is asked to stop (SIGTERM): running jobs checkpoint and are handed back. A
@@ -136,6 +138,8 @@ class ServiceCallback(Callback):
     def __init__(self, context: WorkerContext, job_id: str, attempt: str, heartbeat: JobHeartbeat) -> None:
         self.context, self.job_id, self.attempt, self.heartbeat = context, job_id, attempt, heartbeat
         self._replaced = False  # a write found the job owned by another attempt
+        self.timed_out = False
+        self._deadline = time.monotonic() + context.settings.max_job_seconds
 
     @property
     def lost(self) -> bool:
@@ -179,38 +183,92 @@ class ServiceCallback(Callback):
             )
         ):
             self._replaced = True
+            return
+        if is_periodic(info.name):
+            info.path.unlink(missing_ok=True)  # uploaded; a resume needs only `last` (and `best`)
+            keep = self.context.settings.keep_checkpoints
+            for stale in self.context.write(lambda s: drop_old_periodic(s, job_id=self.job_id, keep=keep)):
+                self.context.store.delete_prefix(stale)
 
     def should_stop(self) -> bool:
-        """Stop on shutdown, a cancel request, or a lost attempt (flags the heartbeat thread keeps)."""
-        return shutdown_requested.is_set() or self.lost or self.heartbeat.must_stop
+        """Stop on shutdown, a cancel request, a lost attempt (flags the heartbeat thread keeps) or the
+        run-time limit."""
+        if shutdown_requested.is_set() or self.lost or self.heartbeat.must_stop or self.timed_out:
+            return True
+        self.timed_out = time.monotonic() > self._deadline
+        return self.timed_out
 
 
 def run_job(context: WorkerContext, job_id: str) -> str:
-    """Claim and run one job; returns what happened (skipped, succeeded, failed, cancelled, handed back)."""
+    """Take this slot's turn: claim the fairest queued job (fairshare) and run it; returns what happened."""
     identity = context.identity
-    attempt = context.write(
-        lambda s: lifecycle.claim_job(s, job_id=job_id, worker=identity.name, device=identity.device)
-    )
-    if attempt is None:
-        log.info("job %s is not queued (a duplicate delivery, or already taken): skipped", job_id)
+    claimed = _claim_fair_job(context)
+    if claimed is None:
+        log.info("message for job %s: no queued job may start now (done, taken, or owners at cap)", job_id)
         return "skipped"
-    log.info("job %s claimed by %s (attempt %s)", job_id, identity.name, attempt)
+    chosen, attempt = claimed
+    log.info(
+        "job %s claimed by %s (attempt %s, for the message of %s)", chosen, identity.name, attempt, job_id
+    )
     heartbeat = JobHeartbeat(
         context.sessions,
-        job_id=job_id,
+        job_id=chosen,
         attempt=attempt,
         timeout=context.settings.heartbeat_timeout,
         shutting_down=shutdown_requested.is_set,
         hand_back_after=HAND_BACK_AFTER_S,
-        hand_back=lambda: _hand_back(context, job_id, attempt) == "handed back",
+        hand_back=lambda: _hand_back(context, chosen, attempt) == "handed back",
     )
     heartbeat.start()
-    context.beat(job_id)
+    context.beat(chosen)
     try:
-        return _train(context, job_id, attempt, heartbeat)
+        return _train(context, chosen, attempt, heartbeat)
     finally:
         heartbeat.stop()
         context.beat(None)
+        _wake_for_owner_of(context, chosen)
+
+
+def _claim_fair_job(context: WorkerContext) -> tuple[str, str] | None:
+    """Claim the job fairshare picks (again if another worker took it first): (job id, attempt token)."""
+    identity, settings = context.identity, context.settings
+    for _ in range(CLAIM_TRIES):
+        chosen = context.write(
+            lambda s: fairshare.pick_fair_job(
+                s,
+                queues=set(identity.queues.split(",")),
+                default_queue=settings.default_queue,
+                max_running_per_owner=settings.max_running_jobs_per_owner,
+            )
+        )
+        if chosen is None:
+            return None
+        claim = partial(lifecycle.claim_job, job_id=chosen, worker=identity.name, device=identity.device)
+        attempt = context.write(claim)
+        if attempt is not None:
+            return chosen, attempt
+    return None
+
+
+def _wake_for_owner_of(context: WorkerContext, job_id: str) -> None:
+    """An owner back under the cap may have a job whose message was spent while they were at it."""
+    cap = context.settings.max_running_jobs_per_owner
+
+    def next_waiting(session: Session) -> tuple[str, dict] | None:
+        job = session.get(Job, job_id)
+        if job is None or fairshare.running_per_owner(session).get(job.owner, 0) != cap - 1:
+            return None
+        return fairshare.oldest_queued_of_owner(session, owner=job.owner)
+
+    waiting = context.write(next_waiting)
+    if waiting is not None:
+        waiting_id, spec = waiting
+        publish_job(
+            context.celery_app,
+            waiting_id,
+            device=requested_device(spec),
+            default_queue=context.settings.default_queue,
+        )
 
 
 def _train(context: WorkerContext, job_id: str, attempt: str, heartbeat: JobHeartbeat) -> str:
@@ -245,6 +303,14 @@ def _train(context: WorkerContext, job_id: str, attempt: str, heartbeat: JobHear
         if callback.lost:
             log.warning("job %s is no longer this attempt's; its result is dropped", job_id)
             return "lost"
+        if callback.timed_out:
+            limit = context.settings.max_job_seconds
+            return finish(
+                JobStatus.failed,
+                result=outcome,
+                error=f"stopped after {limit:g} s, this service's limit on a job's run time "
+                "(TRAINCTL_MAX_JOB_SECONDS): ask for fewer epochs, or a smaller network or dataset",
+            )
         if result.status == "cancelled" and shutdown_requested.is_set() and not callback.cancel_requested:
             return _hand_back(context, job_id, attempt)
         if result.status == "succeeded":

@@ -1,1 +1,1 @@
-"""Compare jobs side by side: spec diff, seed groups with mean ± std, learning curves, CSV and plots."""
+"""Compare jobs side by side: spec diff, seed groups with CIs, tests, effects, curve bands, CSV and plots."""

@@ -1,15 +1,21 @@
-"""A comparison as CSV: one flat row per job."""
+"""A comparison as CSV: one flat table of jobs, groups (with their tests), effects or bands."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from api.compare.schemas import ComparedJob, Comparison
+from api.csv_export import csv_text
+
+Table = Literal["jobs", "groups", "effects", "bands"]
+
+
+def filename(table: Table) -> str:
+    """The download's name: compare.csv for jobs, compare-<table>.csv otherwise."""
+    return "compare.csv" if table == "jobs" else f"compare-{table}.csv"
 
 
 def _cell(value: Any) -> Any:
@@ -24,7 +30,65 @@ def _metrics(job: ComparedJob, part: str) -> dict[str, Any]:
     return dict(value or {})
 
 
-def comparison_csv(comparison: Comparison) -> str:
+def _write(columns: list[str], rows: list[dict[str, Any]]) -> str:
+    # Through csv_text, so that every text cell is neutralized like the other CSV exports'.
+    return csv_text(columns, [{name: _cell(value) for name, value in row.items()} for row in rows])
+
+
+def groups_csv(comparison: Comparison) -> str:
+    """One row per group: its fields, n, seeds, excluded jobs, every summary of every metric, its test."""
+    tests = {test.other: test for test in comparison.tests}
+    rows = []
+    for index, group in enumerate(comparison.groups):
+        row: dict[str, Any] = {"group": index, "best": index == comparison.best_group, **group.key}
+        row.update(n=group.n, seeds=group.seeds, excluded=group.excluded)
+        for name, summary in group.metrics.items():
+            row.update({f"{name}.{part}": value for part, value in summary.model_dump().items()})
+        test = tests.get(index)
+        if test is not None:
+            row.update({f"vs_best.{part}": value for part, value in test.model_dump().items()})
+        rows.append(row)
+    columns = list(dict.fromkeys(name for row in rows for name in row))
+    return _write(columns, rows)
+
+
+def effects_csv(comparison: Comparison) -> str:
+    """One row per effect: term, contrast, levels, estimate, se, 95% CI (residual df and n repeated)."""
+    effects = comparison.effects
+    columns = ["term", "contrast", "levels", "estimate", "se", "ci_low", "ci_high", "residual_df", "n"]
+    if effects is None:
+        return _write(columns, [])
+    shared = {"residual_df": effects.residual_df, "n": effects.n}
+    return _write(
+        columns, [{**effect.model_dump(exclude={"fields"}), **shared} for effect in effects.effects]
+    )
+
+
+def bands_csv(comparison: Comparison) -> str:
+    """One row per group, field and epoch: mean, 95% CI and n."""
+    rows = [
+        {"group": index, "field": name, "epoch": epoch, "mean": mean, "ci_low": low, "ci_high": high, "n": n}
+        for name, bands in comparison.bands.items()
+        for index, band in enumerate(bands)
+        for epoch, mean, low, high, n in zip(
+            band.epochs, band.mean, band.ci_low, band.ci_high, band.n, strict=True
+        )
+    ]
+    return _write(["group", "field", "epoch", "mean", "ci_low", "ci_high", "n"], rows)
+
+
+def comparison_csv(comparison: Comparison, table: Table = "jobs") -> str:
+    """The chosen table as CSV."""
+    if table == "groups":
+        return groups_csv(comparison)
+    if table == "effects":
+        return effects_csv(comparison)
+    if table == "bands":
+        return bands_csv(comparison)
+    return jobs_csv(comparison)
+
+
+def jobs_csv(comparison: Comparison) -> str:
     """One row per job: id, name, status, the differing fields, then best/final/test metrics."""
     differ_columns = list(dict.fromkeys(path for job in comparison.jobs for path in job.differs))
     metric_columns: dict[str, None] = {}
@@ -44,9 +108,7 @@ def comparison_csv(comparison: Comparison) -> str:
         "seconds",
         *metric_columns,
     ]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
-    writer.writeheader()
+    rows: list[dict[str, Any]] = []
     for job in comparison.jobs:
         row: dict[str, Any] = {"id": job.id, "name": job.name, "status": job.status.value}
         row.update({path: _cell(value) for path, value in job.differs.items()})
@@ -60,5 +122,5 @@ def comparison_csv(comparison: Comparison) -> str:
         for part in ("best", "final", "test"):
             for name, value in _metrics(job, part).items():
                 row[f"{part}.{name}"] = _cell(value)
-        writer.writerow(row)
-    return buffer.getvalue()
+        rows.append(row)
+    return csv_text(columns, rows)

@@ -1,15 +1,15 @@
-"""Seed groups: jobs that differ only in training.seed, their mean ± std, and the best group."""
+"""Seed groups: jobs that differ only in training.seed, summarized over their succeeded jobs."""
 
 from __future__ import annotations
 
 import json
 import math
-import statistics
-from collections.abc import Sequence
+from collections import Counter
 from typing import Any
 
-from api.compare.query import Mode
-from api.compare.schemas import ComparedJob, CompareGroup, MetricStats
+from api.compare.schemas import ComparedJob, CompareGroup
+from api.compare.stats import summarize
+from core.models import JobStatus
 
 SEED_PATH = "training.seed"
 
@@ -19,14 +19,6 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def mean_std(values: Sequence[float]) -> MetricStats:
-    """Mean and sample standard deviation (n - 1), 0 for a single value."""
-    if not values:
-        return MetricStats(mean=None, std=None, n=0)
-    std = statistics.stdev(values) if len(values) >= 2 else 0.0
-    return MetricStats(mean=statistics.fmean(values), std=std, n=len(values))
-
-
 def finite_number(value: Any) -> float | None:
     """The value as a float when it is a finite number (not a bool), else None."""
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -34,10 +26,13 @@ def finite_number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def group_jobs(jobs: list[ComparedJob], *, metric: str, with_target: bool = False) -> list[CompareGroup]:
+def group_jobs(
+    jobs: list[ComparedJob], *, seeds: dict[str, int | None], metric: str, with_target: bool = False
+) -> list[CompareGroup]:
     """Jobs grouped by their differing fields without the seed, in order of first appearance.
 
-    With a target, epochs_to_target is summarized over the jobs that reached it (its n says how many).
+    Statistics are over the succeeded jobs (the others are counted in `excluded`). With a target,
+    epochs_to_target is summarized over the jobs that reached it (its n says how many).
     """
     members: dict[str, tuple[dict[str, Any], list[ComparedJob]]] = {}
     for job in jobs:
@@ -45,10 +40,11 @@ def group_jobs(jobs: list[ComparedJob], *, metric: str, with_target: bool = Fals
         members.setdefault(canonical(key), (key, []))[1].append(job)
     groups = []
     for key, group in members.values():
-        names = [metric, *dict.fromkeys(name for job in group for name in (job.test or {}))]
+        counted = [job for job in group if job.status == JobStatus.succeeded]
+        names = [metric, *dict.fromkeys(name for job in counted for name in (job.test or {}))]
         extra = ["seconds", "epochs_to_target"] if with_target else ["seconds"]
         values: dict[str, list[float]] = {name: [] for name in [*names, *extra]}
-        for job in group:
+        for job in counted:
             sources = {
                 metric: getattr(job.best, metric, None),
                 "seconds": job.seconds,
@@ -59,32 +55,15 @@ def group_jobs(jobs: list[ComparedJob], *, metric: str, with_target: bool = Fals
                 number = finite_number(sources.get(name))
                 if number is not None:
                     values[name].append(number)
+        excluded = Counter(job.status.value for job in group if job.status != JobStatus.succeeded)
         groups.append(
             CompareGroup(
                 key=key,
                 job_ids=[job.id for job in group],
                 n=len(group),
-                metrics={name: mean_std(found) for name, found in values.items()},
+                seeds=[seed for job in counted if (seed := seeds.get(job.id)) is not None],
+                excluded=dict(sorted(excluded.items())),
+                metrics={name: summarize(found) for name, found in values.items()},
             )
         )
     return groups
-
-
-def pick_best(groups: list[CompareGroup], *, metric: str, mode: Mode) -> tuple[int | None, bool | None]:
-    """(index of the best group by its mean metric, whether its mean ± std overlaps the runner-up's)."""
-    scored = [
-        (index, stats)
-        for index, group in enumerate(groups)
-        if (stats := group.metrics.get(metric)) is not None and stats.mean is not None
-    ]
-    if not scored:
-        return None, None
-    sign = 1.0 if mode == "min" else -1.0
-    scored.sort(key=lambda item: sign * (item[1].mean or 0.0))
-    best_index, best = scored[0]
-    if len(scored) < 2:
-        return best_index, None
-    runner_up = scored[1][1]
-    assert best.mean is not None and runner_up.mean is not None
-    overlap = abs(best.mean - runner_up.mean) <= (best.std or 0.0) + (runner_up.std or 0.0)
-    return best_index, overlap

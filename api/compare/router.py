@@ -23,13 +23,22 @@ router = APIRouter(prefix="/v1/compare", tags=["compare"])
     "fields;\n"
     "- per job: status, best/final/test metrics, best_epoch, stopped_early, seconds, and "
     "`epochs_to_target` for `target` (e.g. `val_loss<0.3`, `val_accuracy>=0.9`);\n"
-    "- `groups`: jobs whose specs differ only in `training.seed`, with mean, sample std (n - 1; 0 when "
-    "n = 1) and n of the `metric` at the best epoch, of each test metric and of seconds; `best_group` "
-    "by `metric` and `mode` (default: max for *accuracy, else min), and `best_within_noise` when the best "
-    "group's mean ± std overlaps the runner-up's;\n"
-    "- `curves`: the `fields` per epoch, at most `points` per curve (each bucket keeps its min and max, "
-    "so spikes survive).\n\n"
-    "`format=csv` answers one flat row per job. Another owner's job or sweep is a 404.",
+    "- `groups`: jobs whose specs differ only in `training.seed`; over their succeeded jobs (the others "
+    "are counted in `excluded` and `warnings`), per metric: n, mean, sample std, the 95% Student-t CI of "
+    "the mean, median, min, max; `best_group` by `metric` and `mode` (default: max for *accuracy, else "
+    "min);\n"
+    "- `tests`: the best group against each other group: paired t-test when both ran the same seeds on "
+    "the same dataset and split settings, else Welch's; difference of means with its 95% CI, p, Holm's "
+    "p over the list, Hedges' g with its CI, a verdict at `alpha`, and for undecided pairs an estimate of "
+    "the seeds per group for 80% power;\n"
+    "- `effects`: main effects and two-way interactions of the swept fields over a full grid, as "
+    "differences of means with 95% CIs;\n"
+    "- `warnings`: groups with fewer than 3 seeds, fields that differ but were not swept, excluded jobs;\n"
+    "- `bands`: per field and group, mean, 95% CI and n at each exact epoch (at most `points` epochs, "
+    "the same for every group); per-job `curves` with `job_curves=true`.\n\n"
+    "`format=csv` answers one flat table: `table=jobs` (default, one row per job), `groups` (every "
+    "statistic of every group and its test against the best), `effects`, or `bands` (one row per group, "
+    "field and epoch). Another owner's job or sweep is a 404.",
     response_model=Comparison,
     responses=problem_responses(404, success={"content": {"text/csv": {}}}),
 )
@@ -52,8 +61,15 @@ def get_compare(
             examples=["train_loss,val_loss,val_accuracy"],
         ),
     ] = None,
-    points: Annotated[int, Query(ge=2, le=10_000, description="Most points per curve.")] = 200,
+    points: Annotated[int, Query(ge=2, le=10_000, description="Most epochs per band and curve.")] = 200,
+    alpha: Annotated[
+        float, Query(gt=0, lt=1, description="Significance level of the verdicts (Holm-adjusted p < alpha).")
+    ] = service.DEFAULT_ALPHA,
+    job_curves: Annotated[bool, Query(description="Also every job's curves (`curves`).")] = False,
     format: Annotated[Literal["json", "csv"], Query(description="json (default) or csv.")] = "json",
+    table: Annotated[
+        export.Table, Query(description="With format=csv: jobs (default), groups, effects or bands.")
+    ] = "jobs",
 ) -> Response:
     """Compare jobs."""
     comparison = service.compare_jobs(
@@ -64,14 +80,16 @@ def get_compare(
         metric=metric,
         mode=mode,
         target=target,
-        fields=query.parse_fields(fields) if format == "json" else [],
+        fields=query.parse_fields(fields) if format == "json" or table == "bands" else [],
         points=points,
+        alpha=alpha,
+        job_curves=job_curves and format == "json",
     )
     if format == "csv":
         return Response(
-            export.comparison_csv(comparison),
+            export.comparison_csv(comparison, table),
             media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": 'attachment; filename="compare.csv"'},
+            headers={"Content-Disposition": f'attachment; filename="{export.filename(table)}"'},
         )
     # Already validated: serialize once (FastAPI would validate the 100,000-point model again).
     return Response(comparison.model_dump_json(), media_type="application/json")

@@ -6,6 +6,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from api.compare.analysis import CompareWarning
+from api.compare.bands import Band
+from api.compare.effects import Effects
+from api.compare.stats import PairTest, Summary
 from core.models import JobStatus
 from training.records import EpochRecord
 
@@ -34,14 +38,6 @@ class ComparedJob(BaseModel):
     seconds: float | None = Field(description="Training time.")
 
 
-class MetricStats(BaseModel):
-    """Mean and sample standard deviation (n - 1; 0 when n = 1) over a group's jobs that have the metric."""
-
-    mean: float | None
-    std: float | None
-    n: int
-
-
 class CompareGroup(BaseModel):
     """Jobs with the same spec but for training.seed: repeats of one configuration."""
 
@@ -50,14 +46,28 @@ class CompareGroup(BaseModel):
         examples=[{"activation": "sigmoid", "normalization.layers": "batch"}],
     )
     job_ids: list[str]
-    n: int = Field(description="Jobs in the group.")
-    metrics: dict[str, MetricStats] = Field(
-        description="The chosen metric at each job's best epoch, each test metric, seconds, and with a "
-        "target, epochs_to_target (over the jobs that reached it: its n says how many did).",
+    n: int = Field(description="Jobs in the group, whatever their status.")
+    seeds: list[int] = Field(description="training.seed of the group's succeeded jobs (those counted).")
+    excluded: dict[str, int] = Field(
+        description="Jobs left out of the statistics by status (running, failed, ...): only succeeded "
+        "jobs count.",
+        examples=[{"running": 1}],
+    )
+    metrics: dict[str, Summary] = Field(
+        description="Over the succeeded jobs: the chosen metric at each job's best epoch, each test metric, "
+        "seconds, and with a target, epochs_to_target (over the jobs that reached it: its n says how many).",
         examples=[
             {
-                "val_loss": {"mean": 0.31, "std": 0.02, "n": 3},
-                "test_accuracy": {"mean": 0.93, "std": 0.01, "n": 3},
+                "val_loss": {
+                    "n": 3,
+                    "mean": 0.31,
+                    "std": 0.02,
+                    "ci_low": 0.26,
+                    "ci_high": 0.36,
+                    "median": 0.30,
+                    "min": 0.29,
+                    "max": 0.33,
+                }
             }
         ],
     )
@@ -77,12 +87,21 @@ class Comparison(BaseModel):
     best_group: int | None = Field(
         description="Index in `groups` of the best group by `metric` and `mode` (null when no job has it)."
     )
-    best_within_noise: bool | None = Field(
-        description="True when the best group's mean ± std overlaps the runner-up's: its lead may be noise. "
-        "Null with fewer than two groups that have the metric."
+    alpha: float = Field(description="Significance level of the verdicts and of the seeds-needed estimates.")
+    tests: list[PairTest] = Field(
+        description="The best group against each other group on `metric` (Holm-adjusted over this list)."
     )
-    curves: dict[str, dict[str, list[tuple[int, float]]]] = Field(
-        description="Per job, per field: [[epoch, value], ...], at most `points` pairs per curve "
-        "(each bucket keeps its min and max, so spikes survive).",
+    effects: Effects | None = Field(
+        description="Main effects and two-way interactions of the swept fields when the groups form a grid "
+        "over them (null when fewer than two groups or a field is missing from some group)."
+    )
+    warnings: list[CompareWarning]
+    bands: dict[str, list[Band]] = Field(
+        description="Per field, one band per group (same order as `groups`): mean, 95% CI and n of the "
+        "group's succeeded jobs at each exact epoch; at most `points` epochs, the same ones for every group."
+    )
+    curves: dict[str, dict[str, list[tuple[int, float]]]] | None = Field(
+        description="With `job_curves=true`: per job, per field, [[epoch, value], ...] at the epochs of "
+        "`bands` (null otherwise).",
         examples=[{"job_3f9c1a2b4d5e6f70": {"val_loss": [[1, 1.02], [2, 0.71], [3, 0.55]]}}],
     )

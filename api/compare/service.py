@@ -1,4 +1,4 @@
-"""Comparing jobs: spec diff, targets, seed groups and downsampled curves, put together (no FastAPI)."""
+"""Comparing jobs: spec diff, targets, seed groups, their statistics and curve bands, put together."""
 
 from __future__ import annotations
 
@@ -7,12 +7,16 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from api.compare.groups import group_jobs, pick_best
-from api.compare.query import DEFAULT_FIELDS, FIELD_NAME, Mode, default_mode, parse_target
-from api.compare.reads import Curve, read_curves, selected_jobs
+from api.compare.analysis import GroupInput, Member, analyze, split_key
+from api.compare.bands import Run
+from api.compare.groups import SEED_PATH, finite_number, group_jobs
+from api.compare.query import DEFAULT_FIELDS, FIELD_NAME, Mode, Target, default_mode, parse_target
+from api.compare.reads import read_curves, selected_jobs
 from api.compare.schemas import ComparedJob, Comparison
 from api.errors import Unprocessable
-from core.models import JobStatus
+from core.models import Job, JobStatus
+
+DEFAULT_ALPHA = 0.05
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -39,21 +43,25 @@ def spec_diff(specs: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], list[dic
     return common, [{path: value for path, value in flat.items() if path not in common} for flat in flats]
 
 
-def downsample(curve: Curve, points: int | None) -> Curve:
-    """At most `points` pairs: the curve split into points // 2 buckets, each keeping its min and max."""
-    if points is None or len(curve) <= points:
-        return curve
-    buckets = max(points // 2, 1)
-    size = len(curve) / buckets
-    kept: Curve = []
-    for bucket in range(buckets):
-        chunk = curve[int(bucket * size) : int((bucket + 1) * size)]
-        if not chunk:
-            continue
-        low = min(chunk, key=lambda pair: pair[1])
-        high = max(chunk, key=lambda pair: pair[1])
-        kept.extend(sorted({low, high}))
-    return kept
+def swept_fields(jobs: Sequence[Job]) -> list[str] | None:
+    """The fields the jobs' sweeps varied; None when a job is not from a sweep (every difference counts)."""
+    if not jobs or any(job.sweep_params is None for job in jobs):
+        return None
+    return list(dict.fromkeys(path for job in jobs for path in job.sweep_params or {} if path != SEED_PATH))
+
+
+def _seed(job: Job) -> int | None:
+    seed = (job.spec.get("training") or {}).get(SEED_PATH.split(".")[1])
+    return seed if isinstance(seed, int) else None
+
+
+def _reached(run: Run, goal: Target) -> int | None:
+    """First epoch whose value meets the target."""
+    return next((e for e, v in zip(*run, strict=True) if v is not None and goal.met(v)), None)
+
+
+def _pairs(run: Run, kept: set[int]) -> list[tuple[int, float]]:
+    return [(e, v) for e, v in zip(*run, strict=True) if v is not None and e in kept]
 
 
 def compare_jobs(
@@ -67,10 +75,14 @@ def compare_jobs(
     target: str | None = None,
     fields: list[str] | None = None,
     points: int | None = 200,
+    alpha: float = DEFAULT_ALPHA,
+    job_curves: bool = False,
 ) -> Comparison:
     """The owner's jobs side by side; see the Comparison schema."""
     if not FIELD_NAME.match(metric):
         raise Unprocessable.for_field("metric", f"{metric!r} is not a metric name like val_loss")
+    if not 0 < alpha < 1:
+        raise Unprocessable.for_field("alpha", "must be between 0 and 1 (exclusive), e.g. 0.05")
     mode = mode or default_mode(metric)
     fields = list(DEFAULT_FIELDS) if fields is None else fields
     goal = parse_target(target) if target else None
@@ -82,11 +94,6 @@ def compare_jobs(
     compared = []
     for job, diff in zip(jobs, differs, strict=True):
         result = job.result or {}
-        reached = None
-        if goal is not None:
-            reached = next(
-                (epoch for epoch, value in raw_curves[job.id][goal.field] if goal.met(value)), None
-            )
         compared.append(
             ComparedJob(
                 id=job.id,
@@ -99,16 +106,38 @@ def compare_jobs(
                 best_epoch=result.get("best_epoch"),
                 epochs_run=result.get("epochs_run"),
                 stopped_early=result.get("stopped_early"),
-                epochs_to_target=reached,
+                epochs_to_target=_reached(raw_curves[job.id][goal.field], goal) if goal else None,
                 seconds=result.get("seconds"),
             )
         )
-    groups = group_jobs(compared, metric=metric, with_target=goal is not None)
-    best_group, within_noise = pick_best(groups, metric=metric, mode=mode)
-    curves = {
-        job_id: {field: downsample(per_job[field], points) for field in fields}
-        for job_id, per_job in raw_curves.items()
-    }
+    seeds = {job.id: _seed(job) for job in jobs}
+    groups = group_jobs(compared, seeds=seeds, metric=metric, with_target=goal is not None)
+    by_id = {job.id: job for job in jobs}
+    compared_by_id = {job.id: job for job in compared}
+    inputs = [
+        GroupInput(
+            key=group.key,
+            split=split_key(by_id[group.job_ids[0]].spec),
+            members=[
+                Member(
+                    status=job.status.value,
+                    seed=seeds[job.id],
+                    value=finite_number(getattr(job.best, metric, None)),
+                    curves={field: raw_curves[job.id][field] for field in fields},
+                )
+                for job in (compared_by_id[job_id] for job_id in group.job_ids)
+            ],
+        )
+        for group in groups
+    ]
+    analysis = analyze(inputs, mode=mode, alpha=alpha, swept=swept_fields(jobs), fields=fields, points=points)
+    curves = None
+    if job_curves:
+        kept = {field: set(analysis.epochs[field]) for field in fields}
+        curves = {
+            job_id: {field: _pairs(per_job[field], kept[field]) for field in fields}
+            for job_id, per_job in raw_curves.items()
+        }
     return Comparison(
         metric=metric,
         mode=mode,
@@ -116,7 +145,11 @@ def compare_jobs(
         common=common,
         jobs=compared,
         groups=groups,
-        best_group=best_group,
-        best_within_noise=within_noise,
+        best_group=analysis.best_group,
+        alpha=alpha,
+        tests=analysis.tests,
+        effects=analysis.effects,
+        warnings=analysis.warnings,
+        bands=analysis.bands,
         curves=curves,
     )

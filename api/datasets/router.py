@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Path, UploadFile
+from fastapi import APIRouter, File, Form, Path, Response, UploadFile
 
 from api.datasets import service
 from api.datasets.schemas import DatasetList, DatasetOut
@@ -21,7 +21,10 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
     summary="Upload a dataset",
     description="Multipart upload of a CSV with a header row (target: the last column, or `target`) or an "
     ".npz holding arrays X and y (read without pickle). The size is checked before parsing "
-    "(TRAINCTL_MAX_UPLOAD_BYTES → 413); a file that cannot be used is a 422 naming `file`. "
+    "(TRAINCTL_MAX_UPLOAD_BYTES → 413), then rows, numbers per example and decompressed size from the "
+    ".npz headers, or CSV rows as they arrive, before any data is unpacked (TRAINCTL_MAX_DATASET_ROWS, "
+    "TRAINCTL_MAX_DATASET_FEATURES, TRAINCTL_MAX_DATASET_BYTES); a file that cannot be used is a 422 naming "
+    "`file`. "
     'Train on it with `"dataset": {"id": "<id>"}`.',
     response_model=DatasetOut,
     responses=problem_responses(413),
@@ -36,10 +39,7 @@ def post_dataset(
     task: Annotated[Task | None, Form(description="Override the inferred task.")] = None,
 ) -> DatasetOut:
     """Upload a dataset."""
-    limit = settings.max_upload_bytes
-    data = file.file.read(limit + 1)  # one byte over is enough to know it is too large
-    if len(data) > limit:
-        raise service.upload_too_large(limit)
+    data = service.read_upload(file.file, settings.max_upload_bytes)
     return service.upload_dataset(
         session,
         owner=owner,
@@ -80,3 +80,25 @@ def get_dataset(
 ) -> DatasetOut:
     """Read one dataset."""
     return service.get_dataset(session, owner=owner, dataset_id=dataset_id)
+
+
+@router.delete(
+    "/{dataset_id}",
+    status_code=204,
+    summary="Delete a dataset",
+    description="Removes the upload and its file, freeing its bytes from your storage quota "
+    "(TRAINCTL_MAX_STORAGE_PER_OWNER). Jobs that trained on it keep their results; queued jobs that "
+    "still need it fail saying to upload it again.",
+    responses=problem_responses(404),
+)
+def delete_dataset(
+    dataset_id: Annotated[
+        str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="The dataset's id.")
+    ],
+    owner: OwnerDep,
+    session: SessionDep,
+    artifacts: ArtifactsDep,
+) -> Response:
+    """Delete one dataset."""
+    service.delete_dataset(session, owner=owner, dataset_id=dataset_id, artifacts=artifacts)
+    return Response(status_code=204)

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import secrets
 from pathlib import PurePosixPath, PureWindowsPath
+from typing import BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.datasets.schemas import DatasetList, DatasetOut
 from api.errors import NotFound, PayloadTooLarge, Unprocessable
+from api.storage import check_upload_fits
 from core.artifacts import ArtifactStore
 from core.config import Settings
 from core.models import Dataset
 from training.spec import Task
-from training.tabular import DatasetError, Table, read_csv, read_npz
+from training.tabular import DatasetError, DatasetLimits, DatasetTooLarge, Table, read_csv, read_npz
 
 ZIP_MAGIC = b"PK\x03\x04"  # an .npz is a zip archive
 MAX_LISTED = 100
+READ_CHUNK_BYTES = 1 << 20
 
 
 def upload_too_large(limit: int) -> PayloadTooLarge:
@@ -25,6 +28,18 @@ def upload_too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(
         f"the uploaded file is larger than the limit of {limit:,} bytes (TRAINCTL_MAX_UPLOAD_BYTES)",
     )
+
+
+def read_upload(stream: BinaryIO, limit: int) -> bytes:
+    """The uploaded bytes, read in chunks (one read of `limit` bytes would reserve all of them at once)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit and (chunk := stream.read(READ_CHUNK_BYTES)):
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:  # one chunk over is enough to know it is too large
+        raise upload_too_large(limit)
+    return b"".join(chunks)
 
 
 def _display_name(filename: str | None) -> str:
@@ -57,11 +72,18 @@ def _to_out(row: Dataset) -> DatasetOut:
     )
 
 
-def _parse(data: bytes, *, fmt: str, target: str | None, task: Task | None) -> Table:
+def _parse(data: bytes, *, fmt: str, target: str | None, task: Task | None, settings: Settings) -> Table:
     if fmt == "npz" and target is not None:
         raise Unprocessable.for_field("target", "target names a CSV column; an .npz always holds X and y")
+    limits = DatasetLimits(
+        max_dataset_rows=settings.max_dataset_rows,
+        max_dataset_features=settings.max_dataset_features,
+        max_dataset_bytes=settings.max_dataset_bytes,
+    )
     try:
-        return read_npz(data, task) if fmt == "npz" else read_csv(data, target, task)
+        return read_npz(data, task, limits) if fmt == "npz" else read_csv(data, target, task, limits)
+    except DatasetTooLarge as error:
+        raise Unprocessable.for_field("file", f"{error} (TRAINCTL_{error.setting.upper()})") from None
     except DatasetError as error:
         raise Unprocessable.for_field("file", str(error)) from None
 
@@ -84,13 +106,9 @@ def upload_dataset(
         raise Unprocessable.for_field("file", "the uploaded file is empty")
     name = _display_name(filename)
     fmt = _format_of(name, data)
-    table = _parse(data, fmt=fmt, target=target, task=task)
+    table = _parse(data, fmt=fmt, target=target, task=task, settings=settings)
     rows = len(table.X)
-    if rows > settings.max_dataset_rows:
-        raise Unprocessable.for_field(
-            "file",
-            f"{rows:,} rows is over the limit of {settings.max_dataset_rows:,} (TRAINCTL_MAX_DATASET_ROWS)",
-        )
+    check_upload_fits(session, owner=owner, settings=settings, size=len(data))
     dataset_id = "ds_" + secrets.token_hex(8)
     key = artifacts.put_bytes(data, f"datasets/{dataset_id}.{fmt}")
     row = Dataset(
@@ -134,3 +152,14 @@ def get_dataset(session: Session, *, owner: str, dataset_id: str) -> DatasetOut:
     if row is None:
         raise NotFound(f"no dataset with id {dataset_id!r}")
     return _to_out(row)
+
+
+def delete_dataset(session: Session, *, owner: str, dataset_id: str, artifacts: ArtifactStore) -> None:
+    """Remove one of the owner's uploads: its row, then its file (jobs already trained keep their results)."""
+    row = session.scalar(select(Dataset).where(Dataset.id == dataset_id, Dataset.owner == owner))
+    if row is None:
+        raise NotFound(f"no dataset with id {dataset_id!r}")
+    key = row.uri
+    session.delete(row)
+    session.commit()
+    artifacts.delete_prefix(key)

@@ -17,7 +17,8 @@ router = APIRouter(prefix="/v1", tags=["health"])
     summary="Service health",
     description="Checks the database (SELECT 1) and the broker (a connection with a short timeout), "
     "and lists workers that sent a heartbeat within twice the heartbeat timeout. "
-    "200 when the database answers, else 503. No authentication.",
+    "200 when the database answers, else 503. No authentication; a worker's current job id is shown "
+    "only to that job's owner (with their key), never without one.",
     response_model=HealthReport,
     responses={503: {"model": HealthReport, "description": "The database is unreachable."}},
 )
@@ -25,8 +26,12 @@ def get_health(
     request: Request, response: Response, session: SessionDep, settings: SettingsDep
 ) -> HealthReport:
     """Report health; 503 while the database is unreachable."""
+    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
     report = health_report(
-        session, celery_app=request.app.state.celery, heartbeat_timeout=settings.heartbeat_timeout
+        session,
+        celery_app=request.app.state.celery,
+        heartbeat_timeout=settings.heartbeat_timeout,
+        secret=secret.strip() if scheme.lower() == "bearer" else None,
     )
     if not report.database.ok:
         response.status_code = 503

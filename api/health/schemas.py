@@ -22,7 +22,7 @@ class WorkerSeen(BaseModel):
     name: str
     device: str
     queues: list[str]
-    current_job_id: str | None
+    current_job_id: str | None = Field(description="The job it runs, shown to that job's owner only.")
     last_seen: UtcDateTime
 
 

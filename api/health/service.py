@@ -10,9 +10,11 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from api.auth.service import authenticate
+from api.errors import Unauthorized
 from api.health.schemas import DependencyCheck, HealthReport, WorkerSeen
 from core.db import utcnow
-from core.models import WorkerBeat
+from core.models import Job, WorkerBeat
 
 log = logging.getLogger(__name__)
 BROKER_TIMEOUT_SECONDS = 2.0
@@ -41,27 +43,51 @@ def check_broker(celery_app: Any) -> DependencyCheck:
     return DependencyCheck(ok=True, detail="connected")
 
 
-def recent_workers(session: Session, *, heartbeat_timeout: float) -> list[WorkerSeen]:
-    """Workers whose last heartbeat is within twice the heartbeat timeout."""
+def _owner_of(session: Session, secret: str | None) -> str | None:
+    """The owner of a valid key; None for no key or a bad one (health answers either way)."""
+    if not secret:
+        return None
+    try:
+        return authenticate(session, secret=secret)
+    except Unauthorized:
+        return None
+
+
+def recent_workers(session: Session, *, heartbeat_timeout: float, owner: str | None) -> list[WorkerSeen]:
+    """Workers whose last heartbeat is within twice the heartbeat timeout; job ids of `owner`'s jobs only."""
     since = utcnow() - timedelta(seconds=2 * heartbeat_timeout)
-    rows = session.scalars(select(WorkerBeat).where(WorkerBeat.last_seen >= since).order_by(WorkerBeat.name))
+    rows = list(
+        session.scalars(select(WorkerBeat).where(WorkerBeat.last_seen >= since).order_by(WorkerBeat.name))
+    )
+    running = {row.current_job_id for row in rows if row.current_job_id}
+    visible = (
+        set(session.scalars(select(Job.id).where(Job.id.in_(running), Job.owner == owner)))
+        if owner and running
+        else set()
+    )
     return [
         WorkerSeen(
             name=row.name,
             device=row.device,
             queues=[queue for queue in row.queues.split(",") if queue],
-            current_job_id=row.current_job_id,
+            current_job_id=row.current_job_id if row.current_job_id in visible else None,
             last_seen=row.last_seen,
         )
         for row in rows
     ]
 
 
-def health_report(session: Session, *, celery_app: Any, heartbeat_timeout: float) -> HealthReport:
+def health_report(
+    session: Session, *, celery_app: Any, heartbeat_timeout: float, secret: str | None = None
+) -> HealthReport:
     """Database, broker and workers; a dead database makes the report 'unavailable'."""
     database = check_database(session)
     broker = check_broker(celery_app)
-    workers = recent_workers(session, heartbeat_timeout=heartbeat_timeout) if database.ok else []
+    workers = (
+        recent_workers(session, heartbeat_timeout=heartbeat_timeout, owner=_owner_of(session, secret))
+        if database.ok
+        else []
+    )
     if not database.ok:
         status = "unavailable"
     elif not broker.ok or not workers:

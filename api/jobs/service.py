@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from api.errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from api.jobs.schemas import JobCreate, JobDetail, JobPage, JobSummary, Progress
 from api.specs.service import check_spec
+from api.storage import check_jobs_fit
 from core import broker
 from core.artifacts import ArtifactStore
 from core.config import Settings
@@ -124,8 +125,9 @@ def submit_job(
         if earlier is not None:
             return to_detail(earlier), False
     spec = request.spec
-    _shape, _parameters, warnings = check_spec(session, owner=owner, spec=spec, settings=settings)
+    _shape, parameters, warnings = check_spec(session, owner=owner, spec=spec, settings=settings)
     check_queue_quota(session, owner=owner, settings=settings, adding=1)
+    check_jobs_fit(session, owner=owner, settings=settings, jobs=[(spec, parameters)])
     job = new_job_row(
         owner=owner,
         name=request.name,

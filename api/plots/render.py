@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import io
 import math
-import statistics
 from collections.abc import Sequence
 from typing import Any
 
+from api.compare.bands import Band
 from api.compare.query import parse_target
 from api.compare.schemas import Comparison
 from training.records import is_maximized
@@ -73,10 +73,21 @@ def message_png(
     return _png(figure)
 
 
+def _mark_drops(axes: Any, band: Band, color: Any) -> None:
+    """Write the new n where fewer runs reach an epoch than the one before (runs that stopped early)."""
+    for at in range(1, len(band.epochs)):
+        if band.n[at] < band.n[at - 1]:
+            epoch, mean, n = band.epochs[at], band.mean[at], band.n[at]
+            axes.plot([epoch], [mean], marker="v", color=color, markersize=5)
+            axes.annotate(
+                f"n={n}", (epoch, mean), textcoords="offset points", xytext=(3, 5), fontsize=7, color=color
+            )
+
+
 def comparison_png(
     comparison: Comparison, *, metric: str, width: int = DEFAULT_WIDTH, height: int = DEFAULT_HEIGHT
 ) -> bytes:
-    """Overlaid curves of `metric`; seed groups as a mean line with a ± std band (sample std)."""
+    """Overlaid curves of `metric`; seed groups as a mean line with its 95% CI band, n marked as it drops."""
     figure, axes = _figure(width, height)
     import matplotlib
 
@@ -84,39 +95,32 @@ def comparison_png(
     every_value: list[float] = []
     repeated = any(group.n >= 2 for group in comparison.groups)
     faint = len(comparison.jobs) <= 60  # beyond that, single runs only blur the bands
-    for index, group in enumerate(comparison.groups):
+    job_curves = comparison.curves or {}
+    bands: list[Band | None] = [*comparison.bands.get(metric, [])]
+    bands += [None] * (len(comparison.groups) - len(bands))
+    for index, (group, band) in enumerate(zip(comparison.groups, bands, strict=True)):
         color = palette(
             index % 10 if len(comparison.groups) <= 10 else index / max(len(comparison.groups) - 1, 1)
         )
         label = _short(_label(group.key))
         if index == comparison.best_group and len(comparison.groups) > 1:
             label = f"★ {label}"
-        curves = [comparison.curves.get(job_id, {}).get(metric, []) for job_id in group.job_ids]
+        curves = [job_curves.get(job_id, {}).get(metric, []) for job_id in group.job_ids]
         for curve in curves:
             every_value.extend(value for _epoch, value in curve)
         if repeated:
-            by_epoch: dict[int, list[float]] = {}
             for curve in curves:
                 if curve and faint:  # each seed faintly, under its group's mean
                     axes.plot(*zip(*curve, strict=True), color=color, alpha=0.2, linewidth=0.8)
-                for epoch, value in curve:
-                    by_epoch.setdefault(epoch, []).append(value)
-            epochs = sorted(by_epoch)
-            if not epochs:
+            if band is None or not band.epochs:
                 continue
-            means = [statistics.fmean(by_epoch[epoch]) for epoch in epochs]
-            stds = [
-                statistics.stdev(by_epoch[epoch]) if len(by_epoch[epoch]) > 1 else 0.0 for epoch in epochs
-            ]
-            axes.plot(epochs, means, color=color, linewidth=2.2, label=f"{label} (n={group.n})")
-            axes.fill_between(
-                epochs,
-                [m - s for m, s in zip(means, stds, strict=True)],
-                [m + s for m, s in zip(means, stds, strict=True)],
-                color=color,
-                alpha=0.18,
-                linewidth=0,
-            )
+            counted = band.n[0] if band.n else 0
+            axes.plot(band.epochs, band.mean, color=color, linewidth=2.2, label=f"{label} (n={counted})")
+            low = [m if v is None else v for m, v in zip(band.mean, band.ci_low, strict=True)]
+            high = [m if v is None else v for m, v in zip(band.mean, band.ci_high, strict=True)]
+            every_value.extend(low + high)
+            axes.fill_between(band.epochs, low, high, color=color, alpha=0.18, linewidth=0)
+            _mark_drops(axes, band, color)
         else:
             for curve in curves:
                 if curve:
@@ -133,10 +137,10 @@ def comparison_png(
         )
     elif _wants_log(every_value, metric):
         _plain_log_axis(axes)
-    band = " (line: mean over seeds, band: ± 1 sample std)" if repeated else ""
+    shown = " (line: mean over seeds, band: 95% CI of the mean, ▼ n drops)" if repeated else ""
     if comparison.best_group is not None and len(comparison.groups) > 1:
-        band += ", ★ best"
-    axes.set_title(f"{metric} by epoch, {len(comparison.jobs)} jobs{band}", fontsize=12)
+        shown += ", ★ best"
+    axes.set_title(f"{metric} by epoch, {len(comparison.jobs)} jobs{shown}", fontsize=12)
     axes.set_xlabel("epoch")
     axes.set_ylabel(metric + (" (log scale)" if axes.get_yscale() == "log" else ""))
     goal = parse_target(comparison.target) if comparison.target else None

@@ -70,8 +70,9 @@ def get_saturation_plot(
     tags=["compare"],
     summary="Plot compared learning curves",
     description="Overlaid curves of `metric` for the jobs named by `jobs` or `sweep`. Jobs repeated over "
-    "seeds are drawn as one mean line per group with a ± 1 sample-std band (each seed faint beneath); "
-    "the legend names each group by its differing fields, ★ marks the best group. Losses spanning more "
+    "seeds are drawn as one mean line per group with the 95% CI band of the mean at each epoch (each seed "
+    "faint beneath; ▼ and the new n where runs stopped early); the legend names each group by its "
+    "differing fields and n, ★ marks the best group. Losses spanning more "
     "than a decade use a log axis. With a `target` on the same metric, the threshold is a dashed line.",
     response_class=Response,
     responses=problem_responses(404, success=PNG_RESPONSE),

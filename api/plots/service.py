@@ -136,5 +136,6 @@ def comparison_png(
         target=target,
         fields=[metric],
         points=None,
+        job_curves=True,
     )
     return render.comparison_png(comparison, metric=metric, width=width, height=height)

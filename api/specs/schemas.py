@@ -25,3 +25,8 @@ class SpecReport(BaseModel):
     parameters: int | None = Field(description="Trainable parameters; null when the data shape is unknown.")
     features: int | None = Field(description="Input features of the dataset, when known.")
     outputs: int | None = Field(description="Network outputs (classes, or regression targets), when known.")
+    peak_memory_bytes: int | None = Field(
+        None,
+        description="Estimated peak memory of the job (data, network, optimizer, activations at the batch "
+        "size); submissions over TRAINCTL_MAX_JOB_MEMORY are refused.",
+    )

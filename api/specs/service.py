@@ -15,6 +15,7 @@ from core.models import Dataset
 from training.spec import (
     DIGITS_IMAGE,
     CNNNetwork,
+    FieldError,
     FileDatasetSpec,
     JobSpec,
     RNNNetwork,
@@ -26,6 +27,7 @@ from training.spec import (
     dataset_info,
     lint,
 )
+from training.spec.memory import MemoryEstimate, dataset_rows, estimate_memory, format_bytes
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class DataShape:
     example_shape: tuple[int, ...]  # (features,), (steps, features) or (channels, height, width)
     outputs: int
     kind: str  # table, sequence or image
+    rows: int
     feature_scale: float | None = None
 
     @property
@@ -50,6 +53,12 @@ def _uploaded_shape(session: Session, *, owner: str, spec: JobSpec, dataset_id: 
             "spec.dataset.id", f"no uploaded dataset with id {dataset_id!r}; list yours with GET /v1/datasets"
         )
     example_shape = tuple(row.example_shape or [row.columns])
+    if 0 in example_shape:  # stored before uploads with empty dimensions were refused
+        raise Unprocessable.for_field(
+            "spec.dataset.id",
+            f"dataset {dataset_id} has examples of shape {list(example_shape)}, with nothing to learn from: "
+            "upload it again with at least one feature column and time step",
+        )
     kind = "sequence" if len(example_shape) == 2 else "table"
     network = spec.network
     if isinstance(network, RNNNetwork) and kind != "sequence":
@@ -64,7 +73,7 @@ def _uploaded_shape(session: Session, *, owner: str, spec: JobSpec, dataset_id: 
         )
     # A regression upload may hold several targets; one is the common case and only sizes the count.
     outputs = row.classes if row.task == Task.classification and row.classes else 1
-    return DataShape(example_shape=example_shape, outputs=outputs, kind=kind)
+    return DataShape(example_shape=example_shape, outputs=outputs, kind=kind, rows=row.rows)
 
 
 def resolve_data_shape(session: Session, *, owner: str, spec: JobSpec) -> DataShape:
@@ -81,7 +90,8 @@ def resolve_data_shape(session: Session, *, owner: str, spec: JobSpec) -> DataSh
         return _uploaded_shape(session, owner=owner, spec=spec, dataset_id=dataset.id)
     info = dataset_info(dataset)
     kind = data_kind(dataset)
-    if info is None or kind is None:  # unreachable while every named dataset is in DATASET_INFO
+    rows = dataset_rows(spec)
+    if info is None or kind is None or rows is None:  # unreachable while every named dataset is known
         raise Unprocessable.for_field("spec.dataset", "the service does not know this dataset's shape")
     example_shape: tuple[int, ...] = (info.features,)
     if kind == "image":
@@ -89,7 +99,11 @@ def resolve_data_shape(session: Session, *, owner: str, spec: JobSpec) -> DataSh
     elif kind == "sequence":
         example_shape = (int(getattr(dataset, "length", 1)), info.features)
     return DataShape(
-        example_shape=example_shape, outputs=info.outputs, kind=kind, feature_scale=info.feature_scale
+        example_shape=example_shape,
+        outputs=info.outputs,
+        kind=kind,
+        rows=rows,
+        feature_scale=info.feature_scale,
     )
 
 
@@ -103,22 +117,59 @@ def network_parameters(spec: JobSpec, shape: DataShape) -> int:
     return count_parameters(spec, features=features, outputs=shape.outputs, image_shape=image)
 
 
-def check_limits(spec: JobSpec, *, shape: DataShape, settings: Settings) -> int:
-    """The network's parameter count; 422 naming the field when the spec is over a service limit."""
+MEMORY_FIELDS = {"dataset": "spec.dataset", "network": "spec.network", "batch": "spec.training.batch_size"}
+MEMORY_ADVICE = {
+    "dataset": "use fewer samples or shorter sequences",
+    "network": "use fewer or narrower layers",
+    "batch": "use a smaller training.batch_size or narrower layers",
+}
+
+
+def estimate_job_memory(spec: JobSpec, shape: DataShape, parameters: int) -> MemoryEstimate:
+    """The job's estimated peak memory on data of this shape."""
+    return estimate_memory(
+        spec, rows=shape.rows, example_shape=shape.example_shape, outputs=shape.outputs, parameters=parameters
+    )
+
+
+def _memory_error(memory: MemoryEstimate, limit: int) -> FieldError:
+    part = memory.largest_part
+    return FieldError(
+        field=MEMORY_FIELDS[part],
+        message=f"this job needs about {format_bytes(memory.peak)} of memory at its peak (loading the data "
+        f"{format_bytes(memory.data_loading)}; training: data {format_bytes(memory.data)}, network and "
+        f"optimizer {format_bytes(memory.model)}, activations {format_bytes(memory.activations)}); the limit "
+        f"is {format_bytes(limit)} (TRAINCTL_MAX_JOB_MEMORY): {MEMORY_ADVICE[part]}",
+    )
+
+
+def check_limits(spec: JobSpec, *, shape: DataShape, settings: Settings) -> tuple[int, MemoryEstimate]:
+    """Parameter count and memory estimate; one 422 naming every field over a service limit."""
+    errors: list[FieldError] = []
     if spec.training.epochs > settings.max_epochs:
-        raise Unprocessable.for_field(
-            "spec.training.epochs",
-            f"{spec.training.epochs} epochs is over this service's limit of {settings.max_epochs} "
-            "(TRAINCTL_MAX_EPOCHS)",
+        errors.append(
+            FieldError(
+                field="spec.training.epochs",
+                message=f"{spec.training.epochs} epochs is over this service's limit of "
+                f"{settings.max_epochs} (TRAINCTL_MAX_EPOCHS)",
+            )
         )
     parameters = network_parameters(spec, shape)
     if parameters > settings.max_parameters:
-        raise Unprocessable.for_field(
-            "spec.network",
-            f"this network has {parameters:,} trainable parameters; the limit is {settings.max_parameters:,} "
-            "(TRAINCTL_MAX_PARAMETERS): use fewer or narrower layers",
+        errors.append(
+            FieldError(
+                field="spec.network",
+                message=f"this network has {parameters:,} trainable parameters; the limit is "
+                f"{settings.max_parameters:,} (TRAINCTL_MAX_PARAMETERS): use fewer or narrower layers",
+            )
         )
-    return parameters
+    memory = estimate_job_memory(spec, shape, parameters)
+    limit = settings.resolved_max_job_memory
+    if memory.peak > limit:
+        errors.append(_memory_error(memory, limit))
+    if errors:
+        raise Unprocessable("; ".join(f"{error.field}: {error.message}" for error in errors), errors=errors)
+    return parameters, memory
 
 
 def check_spec(
@@ -126,7 +177,7 @@ def check_spec(
 ) -> tuple[DataShape, int, list[SpecWarning]]:
     """Everything submission needs to know: data shape, parameter count, lint warnings (or a 422)."""
     shape = resolve_data_shape(session, owner=owner, spec=spec)
-    parameters = check_limits(spec, shape=shape, settings=settings)
+    parameters, _memory = check_limits(spec, shape=shape, settings=settings)
     sequence_length = shape.example_shape[0] if shape.kind == "sequence" else None
     warnings = lint(spec, feature_scale=shape.feature_scale, sequence_length=sequence_length)
     return shape, parameters, warnings
@@ -141,4 +192,5 @@ def validate_spec(session: Session, *, owner: str, spec: JobSpec, settings: Sett
         parameters=parameters,
         features=shape.features,
         outputs=shape.outputs,
+        peak_memory_bytes=estimate_job_memory(spec, shape, parameters).peak,
     )

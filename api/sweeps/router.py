@@ -9,8 +9,8 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from api.deps import OwnerDep, SessionDep, SettingsDep
 from api.errors import problem_responses
 from api.jobs.service import MAX_PAGE_SIZE
-from api.sweeps import service
-from api.sweeps.schemas import SweepCreate, SweepDetail, SweepPage
+from api.sweeps import seeds, service
+from api.sweeps.schemas import SeedsAdded, SeedsRequest, SweepCreate, SweepDetail, SweepPage
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
 
@@ -96,3 +96,34 @@ def get_sweep(sweep_id: SweepId, owner: OwnerDep, session: SessionDep) -> SweepD
 def post_cancel_sweep(sweep_id: SweepId, owner: OwnerDep, session: SessionDep) -> SweepDetail:
     """Cancel a sweep."""
     return service.cancel_sweep(session, owner=owner, sweep_id=sweep_id)
+
+
+@router.post(
+    "/{sweep_id}/seeds",
+    status_code=202,
+    summary="Add seeds to a sweep",
+    description="Makes every grid point have `seeds` seeds (base seed + 0 … seeds − 1), creating jobs only "
+    "for the (grid point, seed) pairs that have no queued, running or succeeded job: a failed or cancelled "
+    "seed runs again, nothing runs twice. Compare's `tests[].seeds_needed` estimates how many seeds would "
+    "tell two groups apart. The sweep's size limit (TRAINCTL_MAX_SWEEP_JOBS) and the queued-jobs quota "
+    "(429) apply.",
+    response_model=SeedsAdded,
+    responses=problem_responses(404, 429),
+)
+def post_sweep_seeds(
+    sweep_id: SweepId,
+    body: SeedsRequest,
+    request: Request,
+    owner: OwnerDep,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> SeedsAdded:
+    """Add seeds to a sweep."""
+    return seeds.add_seeds(
+        session,
+        owner=owner,
+        sweep_id=sweep_id,
+        seeds=body.seeds,
+        settings=settings,
+        celery_app=request.app.state.celery,
+    )

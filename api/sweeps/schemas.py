@@ -91,3 +91,21 @@ class SweepPage(BaseModel):
 
     items: list[SweepSummary]
     next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last page.")
+
+
+class SeedsRequest(BaseModel):
+    """How many seeds every grid point should have."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"seeds": 5}]})
+
+    seeds: int = Field(
+        ge=1,
+        le=MAX_SEEDS,
+        description="Seeds per grid point in total (base seed + 0 … seeds − 1); only the missing ones run.",
+    )
+
+
+class SeedsAdded(SweepDetail):
+    """The sweep after adding seeds, with the jobs just created."""
+
+    added: list[str] = Field(description="Ids of the jobs created (empty when no seed was missing).")

@@ -25,6 +25,7 @@ from api.jobs.service import (
     request_cancel,
 )
 from api.specs.service import check_spec
+from api.storage import check_jobs_fit
 from api.sweeps.schemas import SweepCreate, SweepDetail, SweepJob, SweepPage, SweepSummary
 from core.config import Settings
 from core.models import Job, JobStatus, Sweep
@@ -133,18 +134,21 @@ def create_sweep(
 ) -> SweepDetail:
     """Validate every spec, insert the sweep and all its jobs in one transaction, commit, then publish."""
     expanded = expand_grid(request, settings=settings)
-    checked: dict[str, list[SpecWarning]] = {}
+    checked: dict[str, tuple[int, list[SpecWarning]]] = {}
     for point, spec, params in expanded:
         key = repr(point)
         if key in checked:  # seeds change neither the data shape, the limits nor the lint
             continue
         try:
-            checked[key] = check_spec(session, owner=owner, spec=spec, settings=settings)[2]
+            _shape, parameters, warnings = check_spec(session, owner=owner, spec=spec, settings=settings)
         except Unprocessable as error:
             raise Unprocessable(
                 f"the grid point {_describe(params)}: {error.detail}", errors=error.errors
             ) from None
+        checked[key] = (parameters, warnings)
     check_queue_quota(session, owner=owner, settings=settings, adding=len(expanded))
+    planned = [(spec, checked[repr(point)][0]) for point, spec, _params in expanded]
+    check_jobs_fit(session, owner=owner, settings=settings, jobs=planned)
     sweep = Sweep(
         id=new_sweep_id(),
         owner=owner,
@@ -161,7 +165,7 @@ def create_sweep(
             name=request.name,
             tags=request.tags,
             spec=spec,
-            warnings=checked[repr(point)],
+            warnings=checked[repr(point)][1],
             sweep_id=sweep.id,
             sweep_params=params,
         )

@@ -8,12 +8,14 @@ job with metrics and a checkpoint, an upload, a sweep), so the code behind the 4
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pytest
 import schemathesis
 from fastapi import FastAPI
@@ -21,6 +23,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from schemathesis import GenerationMode, checks
 
 from api.auth.service import create_key
@@ -148,5 +151,36 @@ def test_generated_requests_get_no_5xx_and_conform_to_the_schema(
     )
     def call(case: Any) -> None:
         case.call_and_validate(headers=fuzzed.headers, checks=CHECKS)
+
+    call()
+
+
+NPZ_DTYPES = st.one_of(
+    hnp.scalar_dtypes(),  # bool, (unsigned) integers, floats, complex, datetime64, timedelta64
+    hnp.unicode_string_dtypes(),
+    hnp.byte_string_dtypes(),
+    hnp.array_dtypes(),  # structured records
+)
+NPZ_ARRAYS = NPZ_DTYPES.flatmap(
+    lambda dtype: hnp.arrays(dtype, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=12))
+)
+
+
+def test_generated_npz_uploads_of_every_dtype_get_no_5xx(fuzzed: Fuzzed) -> None:
+    """X and y of any dtype and shape (0-d, empty, complex, dates, records, text): 201, 413 or 422."""
+
+    @given(X=NPZ_ARRAYS, y=NPZ_ARRAYS)
+    @hypothesis_settings(
+        max_examples=FUZZ_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
+    def call(X: np.ndarray, y: np.ndarray) -> None:
+        buffer = io.BytesIO()
+        np.savez(buffer, X=X, y=y)
+        response = fuzzed.client.post(
+            "/v1/datasets", files={"file": ("fuzz.npz", buffer.getvalue())}, headers=fuzzed.headers
+        )
+        assert response.status_code in (201, 413, 422), (X.dtype, X.shape, y.dtype, y.shape, response.text)
+        if response.status_code != 201:
+            assert response.json()["errors"][0]["field"] == "file", response.text
 
     call()

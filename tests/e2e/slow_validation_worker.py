@@ -19,10 +19,10 @@ _SLEEP_S = float(os.environ.get("TRAINCTL_TEST_VALIDATION_SLEEP", "0"))
 _evaluate = Trainer.evaluate
 
 
-def _slow_evaluate(self: Trainer, X: Any, y: Any) -> Any:
+def _slow_evaluate(self: Trainer, X: Any, y: Any, **options: Any) -> Any:
     if X is self.data.X_val:
         time.sleep(_SLEEP_S)
-    return _evaluate(self, X, y)
+    return _evaluate(self, X, y, **options)
 
 
 Trainer.evaluate = _slow_evaluate  # type: ignore[method-assign]

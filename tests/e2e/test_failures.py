@@ -109,6 +109,7 @@ def test_out_of_memory_fails_the_job_and_the_worker_takes_the_next(tmp_path: Pat
         database_url=f"sqlite:///{tmp_path / 'trainctl.db'}",
         artifacts_url=str(tmp_path / "artifacts"),
         default_queue=f"cpu-oom-{uuid.uuid4().hex[:8]}",
+        max_job_memory=64 * 2**30,  # this test is about real exhaustion: the submit-time budget lets it pass
     )
     upgrade_database(settings.resolved_database_url)
     command = [sys.executable, "-m", "celery", "--app", "tests.e2e.memory_limited_worker:celery_app"]

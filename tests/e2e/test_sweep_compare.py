@@ -71,7 +71,9 @@ def test_sweep_runs_end_to_end_and_compares(service: Service) -> None:
         assert group["metrics"]["test_accuracy"]["std"] == pytest.approx(statistics.stdev(accuracies))
     means = [group["metrics"]["val_loss"]["mean"] for group in groups]
     assert result["best_group"] == means.index(min(means))
-    assert all(len(curve["val_loss"]) == 3 for curve in result["curves"].values())
+    assert all(band["epochs"] == [1, 2, 3] and band["n"] == [2, 2, 2] for band in result["bands"]["val_loss"])
+    assert [test["other"] for test in result["tests"]] == [i for i in range(4) if i != result["best_group"]]
+    assert all(test["test"] == "paired" for test in result["tests"]), "same seeds, same split settings"
 
     table = client.get(f"/v1/compare?sweep={sweep_id}&format=csv", headers=headers)
     rows = list(csv.DictReader(io.StringIO(table.text)))

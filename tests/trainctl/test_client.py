@@ -180,10 +180,16 @@ def test_sweep_wait_compare_plot_from_python(client: Client, tmp_path: Path) -> 
     assert {job["differs"]["activation"] for job in result["jobs"]} == {"tanh", "relu"}
     assert all(job["epochs_to_target"] == 1 for job in result["jobs"])
     ids = [job["id"] for job in done["jobs"]]
-    pair = client.compare(jobs=ids[:2], fields=["val_loss"], points=2)
-    assert set(pair["curves"]) == set(ids[:2])
+    pair = client.compare(jobs=ids[:2], fields=["val_loss"], points=2, job_curves=True)
+    assert set(pair["curves"]) == set(ids[:2]) and len(pair["bands"]["val_loss"]) == len(pair["groups"])
+    assert [test["other"] for test in result["tests"]] == [1 - result["best_group"]]
+    grown = client.add_seeds(sweep["id"], 3)
+    assert len(grown["added"]) == 2 and grown["seeds"] == 3
+    client.wait_sweep(sweep["id"], timeout=120, poll=0.2)
     rows = list(csv.DictReader(io.StringIO(client.compare_csv(sweep=sweep["id"]))))
-    assert len(rows) == 4
+    assert len(rows) == 6
+    effects = list(csv.DictReader(io.StringIO(client.compare_csv(sweep=sweep["id"], table="effects"))))
+    assert [row["term"] for row in effects] == ["activation"]
     png = client.plot(sweep=sweep["id"], metric="val_loss", path=tmp_path / "curves.png")
     assert png.read_bytes().startswith(b"\x89PNG")
     gradients = client.job_plot(ids[0], "gradients", tmp_path / "gradients.png")

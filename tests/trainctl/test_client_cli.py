@@ -273,12 +273,15 @@ def test_sweep_wait_compare_and_plot(live_server: LiveServer, tmp_path: Path) ->
     assert grouped.exit_code == 0, grouped.output
     out = grouped.stdout
     assert "activation" in out and "normalization.layers" in out and "training.seed" not in out
-    rows = [line for line in out.splitlines() if re.search(r"│ (sigmoid|relu) ", line)]
-    assert len(rows) == 4 and all("±" in row and "│ 2 " in row for row in rows)
-    assert sum("★" in row for row in rows) == 1
+    rows = [line for line in out.splitlines() if re.match(r"^\s*(★|\d)\s+(sigmoid|relu)\s", line)]
+    assert len(rows) == 4 and all(re.search(r"\s2\s+\S+ ± \S+", row) for row in rows), out
+    assert sum("★" in row for row in rows) == 1 and "p (Holm)" in out and "mean ± CI" in out
+    assert sum(verdict in row for row in rows for verdict in ("better", "not distinguishable", "worse")) == 3
+    assert all(len(line) <= 100 for line in out.split("effects on")[0].splitlines()[1:]), "fits 100 columns"
+    assert "effects on val_loss" in out and "(relu − sigmoid) × (batch − none)" in out, out
     assert out.startswith("common: ") and "dataset.name=iris" in out
     targeted = trainctl(live_server, "compare", "--sweep", sweep_id, "--target", "val_loss<5").stdout
-    assert "epochs to val_loss<5" in targeted and targeted.count("1 (2/2 reached)") == 4
+    assert "epochs to" in targeted and targeted.count("1 (2/2)") == 4, targeted
     assert "epochs_to_target (mean" not in targeted  # one column for it, not two
 
     with client_for(live_server) as client:
@@ -293,6 +296,17 @@ def test_sweep_wait_compare_and_plot(live_server: LiveServer, tmp_path: Path) ->
     as_csv = trainctl(live_server, "compare", "--sweep", sweep_id, "--csv")
     table = list(csv.DictReader(io.StringIO(as_csv.stdout)))
     assert len(table) == 8 and {"id", "activation", "normalization.layers"} <= set(table[0])
+    groups_csv = trainctl(live_server, "compare", "--sweep", sweep_id, "--csv", "--table", "groups")
+    groups = list(csv.DictReader(io.StringIO(groups_csv.stdout)))
+    assert len(groups) == 4 and {"val_loss.ci_low", "vs_best.p_holm", "vs_best.hedges_g"} <= set(groups[0])
+    assert trainctl(live_server, "compare", "--sweep", sweep_id, "--csv", "--table", "x").exit_code == 2
+
+    more = trainctl(live_server, "add-seeds", sweep_id, "3", "--wait")
+    assert more.exit_code == 0, more.output
+    assert len(more.stdout.split()) == 4 and "4 jobs added" in more.stderr
+    regrouped = trainctl(live_server, "compare", "--sweep", sweep_id).stdout
+    rows = [line for line in regrouped.splitlines() if re.match(r"^\s*(★|\d)\s+(sigmoid|relu)\s", line)]
+    assert len(rows) == 4 and all(re.search(r"\s3\s+\S+ ± ", row) for row in rows), regrouped
 
     image = tmp_path / "sweep.png"
     plotted = trainctl(live_server, "plot", "--sweep", sweep_id, "--metric", "val_loss", "-o", str(image))

@@ -58,10 +58,10 @@ def slow_validation(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
 
     original = Trainer.evaluate
 
-    def slow(self: Trainer, X: Any, y: Any) -> Any:
+    def slow(self: Trainer, X: Any, y: Any, **options: Any) -> Any:
         if X is self.data.X_val:
             time.sleep(seconds)
-        return original(self, X, y)
+        return original(self, X, y, **options)
 
     monkeypatch.setattr(Trainer, "evaluate", slow)
 

@@ -133,21 +133,25 @@ class SyntheticDatasetSpec(SplitOptions):
     """A generated dataset: the same seed always gives the same data."""
 
     name: SyntheticDataset = Field(description="Synthetic generator name.", examples=["moons"])
-    samples: int = Field(1000, ge=10, le=MAX_SAMPLES, description="Number of examples.", examples=[1000])
+    samples: int = Field(
+        1000, ge=10, le=MAX_SAMPLES, description="Number of examples.", examples=[1000], strict=True
+    )
     noise: float = Field(
         0.1, ge=0.0, le=10.0, description="Standard deviation of added noise.", examples=[0.1]
     )
-    seed: int = Field(0, ge=0, description="Seed of the generator.", examples=[0])
+    seed: int = Field(0, ge=0, description="Seed of the generator.", examples=[0], strict=True)
 
 
 class SequenceDatasetSpec(SplitOptions):
     """A generated sequence problem: adding (regression), parity (classification), sine_sequence."""
 
     name: SequenceDataset = Field(description="Sequence generator name.", examples=["adding"])
-    length: int = Field(50, ge=2, le=2000, description="Time steps per sequence.", examples=[50])
-    samples: int = Field(2000, ge=10, le=MAX_SAMPLES, description="Number of sequences.", examples=[2000])
+    length: int = Field(50, ge=2, le=2000, description="Time steps per sequence.", examples=[50], strict=True)
+    samples: int = Field(
+        2000, ge=10, le=MAX_SAMPLES, description="Number of sequences.", examples=[2000], strict=True
+    )
     noise: float = Field(0.0, ge=0.0, le=10.0, description="Standard deviation of added noise.")
-    seed: int = Field(0, ge=0, description="Seed of the generator.", examples=[0])
+    seed: int = Field(0, ge=0, description="Seed of the generator.", examples=[0], strict=True)
 
 
 class FileDatasetSpec(SplitOptions):

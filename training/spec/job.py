@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     Field,
@@ -25,7 +25,7 @@ from training.spec.network import (
     RNNCell,
     RNNNetwork,
 )
-from training.spec.optimizer import Adam, Clipping, Optimizer
+from training.spec.optimizer import Adam, Clipping, Optimizer, named_optimizer
 
 
 class Monitor(StrEnum):
@@ -40,7 +40,9 @@ class Monitor(StrEnum):
 class EarlyStopping(SpecModel):
     """Stop when the monitored metric has not improved by min_delta for patience epochs."""
 
-    patience: int = Field(10, ge=1, le=MAX_EPOCHS, description="Epochs without improvement before stopping.")
+    patience: int = Field(
+        10, ge=1, le=MAX_EPOCHS, description="Epochs without improvement before stopping.", strict=True
+    )
     min_delta: float = Field(0.0, ge=0.0, description="Smallest change that counts as an improvement.")
     monitor: Monitor = Field(Monitor.val_loss, description="Metric watched (accuracy is maximized).")
     restore_best: bool = Field(True, description="End with the weights of the best epoch.")
@@ -78,9 +80,13 @@ class Loss(StrEnum):
 class Training(SpecModel):
     """Epochs, batches, seed and device."""
 
-    epochs: int = Field(20, ge=1, le=MAX_EPOCHS, description="Maximum number of passes over the data.")
-    batch_size: int = Field(32, ge=1, le=MAX_SAMPLES, description="Examples per gradient step.")
-    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed for splits, initialization, batches, dropout.")
+    epochs: int = Field(
+        20, ge=1, le=MAX_EPOCHS, description="Maximum number of passes over the data.", strict=True
+    )
+    batch_size: int = Field(32, ge=1, le=MAX_SAMPLES, description="Examples per gradient step.", strict=True)
+    seed: int = Field(
+        0, ge=0, le=2**32 - 1, description="Seed for splits, initialization, batches, dropout.", strict=True
+    )
     device: str = Field(
         "auto",
         pattern=r"^(auto|cpu|cuda(:\d+)?)$",
@@ -89,11 +95,16 @@ class Training(SpecModel):
     )
     loss: Loss = Field(Loss.auto, description="auto: cross-entropy for classification, MSE for regression.")
     diagnostics_every: int = Field(
-        10, ge=0, description="Take per-layer diagnostics every N steps (0: never).", examples=[10]
+        10,
+        ge=0,
+        strict=True,
+        description="Take per-layer diagnostics every N steps (0: never).",
+        examples=[10],
     )
     checkpoint_every: int | None = Field(
         None,
         ge=1,
+        strict=True,
         description="Also keep a checkpoint every N epochs (last and best are always kept).",
         examples=[10],
     )
@@ -143,6 +154,11 @@ class JobSpec(SpecModel):
             )
         return value
 
+    @field_validator("optimizer", mode="before")
+    @classmethod
+    def _adam_by_default(cls, value: Any) -> Any:
+        return named_optimizer(value)
+
     @field_validator("network", mode="before")
     @classmethod
     def _known_recurrent_initialization(cls, value: Any) -> Any:
@@ -168,6 +184,12 @@ class JobSpec(SpecModel):
                     "set activation to tanh or relu, or use cell lstm or gru"
                 )
         return self
+
+
+def final_checkpoint(spec: JobSpec) -> Literal["best", "last"]:
+    """The checkpoint holding the weights a run of this spec ends with, the ones its test metrics measure."""
+    stopping = spec.generalization.early_stopping
+    return "best" if stopping is not None and stopping.restore_best else "last"
 
 
 def network_misfit(network: NetworkSpec, kind: DataKind, dataset: DatasetSpec | None = None) -> str | None:

@@ -18,7 +18,7 @@ class MLPNetwork(SpecModel):
     """A multilayer perceptron: linear layers, each hidden one followed by normalization and activation."""
 
     type: Literal["mlp"] = Field("mlp", description="Network type.")
-    hidden_layers: list[Annotated[int, Field(ge=1, le=MAX_LAYER_WIDTH)]] = Field(
+    hidden_layers: list[Annotated[int, Field(strict=True, ge=1, le=MAX_LAYER_WIDTH)]] = Field(
         description=f"Width of each hidden layer, input side first (at most {MAX_HIDDEN_LAYERS} layers).",
         max_length=MAX_HIDDEN_LAYERS,
         examples=[[64, 64]],
@@ -86,8 +86,10 @@ class RNNNetwork(SpecModel):
 
     type: Literal["rnn"] = Field("rnn", description="Network type.")
     cell: RNNCell = Field(RNNCell.rnn, description="rnn (Elman; activation tanh or relu), lstm or gru.")
-    hidden_size: int = Field(64, ge=1, le=4096, description="Units of the hidden state.", examples=[64])
-    layers: int = Field(1, ge=1, le=8, description="Stacked recurrent layers.", examples=[1])
+    hidden_size: int = Field(
+        64, ge=1, le=4096, description="Units of the hidden state.", examples=[64], strict=True
+    )
+    layers: int = Field(1, ge=1, le=8, description="Stacked recurrent layers.", examples=[1], strict=True)
     bidirectional: bool = Field(False, description="Also run each layer backwards in time.")
     recurrent_initialization: Initialization | None = Field(
         None,
@@ -109,12 +111,14 @@ class CNNNetwork(SpecModel):
     """A convolutional network over images: conv blocks, then hidden linear layers, then the output."""
 
     type: Literal["cnn"] = Field("cnn", description="Network type.")
-    channels: list[Annotated[int, Field(ge=1, le=1024)]] = Field(
+    channels: list[Annotated[int, Field(strict=True, ge=1, le=1024)]] = Field(
         [16, 32], min_length=1, max_length=8, description="Output channels of each convolution block."
     )
-    kernel_size: int = Field(3, ge=1, le=9, description="Square kernel size ('same' padding).", examples=[3])
+    kernel_size: int = Field(
+        3, ge=1, le=9, description="Square kernel size ('same' padding).", examples=[3], strict=True
+    )
     pool: Pooling = Field(Pooling.max, description="2x2 pooling after each convolution block.")
-    hidden_layers: list[Annotated[int, Field(ge=1, le=MAX_LAYER_WIDTH)]] = Field(
+    hidden_layers: list[Annotated[int, Field(strict=True, ge=1, le=MAX_LAYER_WIDTH)]] = Field(
         [64], max_length=MAX_HIDDEN_LAYERS, description="Linear layers after the convolutions."
     )
 
@@ -143,6 +147,13 @@ class InputScaling(StrEnum):
     zscore = "zscore"
 
 
+class TargetScaling(StrEnum):
+    """Regression target scaling, fitted on the training split (metrics and predictions: original units)."""
+
+    none = "none"
+    zscore = "zscore"
+
+
 class LayerNormalization(StrEnum):
     """Normalization after each hidden linear layer, before its activation."""
 
@@ -157,6 +168,11 @@ class Normalization(SpecModel):
     inputs: InputScaling = Field(
         InputScaling.zscore,
         description="minmax: p' = 2(p - min)/(max - min) - 1; zscore: p' = (p - mean)/std; fitted on train.",
+    )
+    targets: TargetScaling = Field(
+        TargetScaling.zscore,
+        description="Regression only: zscore trains on (y - mean)/std of the training split; "
+        "every metric and prediction is in the original units.",
     )
     layers: LayerNormalization = Field(LayerNormalization.none, description="Per-layer normalization.")
     momentum: float = Field(

@@ -21,7 +21,7 @@ class StepSchedule(SpecModel):
     """Multiply the learning rate by gamma every step_size epochs."""
 
     type: Literal["step"] = "step"
-    step_size: int = Field(10, ge=1, description="Epochs between decays.")
+    step_size: int = Field(10, ge=1, description="Epochs between decays.", strict=True)
     gamma: float = Field(0.5, gt=0.0, le=1.0, description="Decay factor.")
 
 
@@ -37,7 +37,7 @@ class PlateauSchedule(SpecModel):
 
     type: Literal["plateau"] = "plateau"
     factor: float = Field(0.5, gt=0.0, lt=1.0, description="Decay factor.")
-    patience: int = Field(5, ge=0, description="Epochs without improvement before decaying.")
+    patience: int = Field(5, ge=0, description="Epochs without improvement before decaying.", strict=True)
     min_learning_rate: float = Field(0.0, ge=0.0, description="Lower bound of the rate.")
 
 
@@ -89,7 +89,13 @@ class AdamW(_OptimizerBase):
     learning_rate: LearningRate = 0.001
     betas: tuple[Beta, Beta] = Field((0.9, 0.999), description="Decay rates of the moment estimates.")
     eps: Eps = 1e-8
-    weight_decay: float = Field(0.01, ge=0.0, le=1.0, description="Decoupled weight decay.")
+    weight_decay: float = Field(
+        0.01,
+        ge=0.0,
+        le=1.0,
+        description="Decoupled weight decay w ← w - lr·weight_decay·w, on the weight matrices only "
+        "(the set generalization.l2 covers: not biases, not normalization gains).",
+    )
 
 
 class RMSprop(_OptimizerBase):
@@ -113,6 +119,11 @@ class Adagrad(_OptimizerBase):
 Optimizer = Annotated[
     SGD | Momentum | Nesterov | Adam | AdamW | RMSprop | Adagrad, Field(discriminator="name")
 ]
+
+
+def named_optimizer(value: Any) -> Any:
+    """An optimizer without a name is adam, the default (as a network without a type is an mlp)."""
+    return {"name": Adam.model_fields["name"].default, **value} if isinstance(value, dict) else value
 
 
 class NormClipping(SpecModel):
