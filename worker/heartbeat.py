@@ -75,13 +75,13 @@ class JobHeartbeat(threading.Thread):
                         last_written, next_beat = now, now + self.every
                     if lifecycle.is_cancel_requested(session, job_id=self.job_id):
                         self.cancel_requested.set()
-            except Exception:
+            except Exception as error:
                 silent = time.monotonic() - last_written
                 if silent > self.timeout:
                     log.error("job %s: no heartbeat written for %.0f s: stopping it", self.job_id, silent)
                     self.expired.set()
                     return
-                log.warning("job %s: heartbeat failed; retrying", self.job_id, exc_info=True)
+                log.warning("job %s: heartbeat failed (%s); retrying", self.job_id, type(error).__name__)
 
     def _overdue(self, shutdown_seen: float, now: float) -> bool:
         """At shutdown, hand the job back here when fit() has not reached a step in time."""
