@@ -1,12 +1,14 @@
 """Epoch time of training.fit against hand-written PyTorch loops on the same model and data.
 
-    python bench/engine.py [--rounds 3] [--quick]
+    python bench/engine.py [--rounds 3] [--quick] [--only digits|synthetic|mnist|lstm]
 
 Prints a table of median seconds per epoch and samples/s relative to the plain on-device loop.
-All variants train the same MLP (64-256-256-10, batch 128, Adam lr 1e-3, same init) on the same rows.
+All variants train the same MLP (inputs-256-256-10, batch 128, Adam lr 1e-3, same init) on the same rows.
 fit runs with validation and test fractions 0; it still measures train_loss on (up to 10,000 rows of)
 the training split in eval mode once per epoch, and the global gradient norm of every step. The
 "+ grad norm" row is the plain fused loop plus that per-step norm alone, to price it.
+The MNIST-scale row (60,000 x 784) trains on MNIST when the dataset cache holds it
+(`trainctl datasets fetch mnist`), else on generated data of that shape.
 A second table does the same for a recurrent net: an LSTM (hidden 64) on the adding problem (length 50),
 fit against a plain loop over the same module from training.network.build_network.
 """
@@ -33,13 +35,15 @@ from training.spec import JobSpec
 
 HIDDEN = [256, 256]
 BATCH = 128
+NO_SPLITS = {"validation_fraction": 0.0, "test_fraction": 0.0}
 
 
 def make_spec(dataset: dict, diagnostics_every: int = 10, epochs: int = 1) -> JobSpec:
-    """The benchmark spec: MLP 64-256-256-10, Adam, no validation or test split."""
+    """The benchmark spec: MLP inputs-256-256-10, Adam, no validation split (nor test, but MNIST's own)."""
+    splits = {"validation_fraction": 0.0} if dataset.get("name") == "mnist" else NO_SPLITS
     return JobSpec.model_validate(
         {
-            "dataset": {**dataset, "validation_fraction": 0.0, "test_fraction": 0.0},
+            "dataset": {**dataset, **splits},
             "network": {"hidden_layers": HIDDEN},
             "optimizer": {"name": "adam", "learning_rate": 0.001},
             "training": {"epochs": epochs, "batch_size": BATCH, "diagnostics_every": diagnostics_every},
@@ -48,11 +52,11 @@ def make_spec(dataset: dict, diagnostics_every: int = 10, epochs: int = 1) -> Jo
 
 
 def synthetic_npz(folder: Path, rows: int = 60_000, features: int = 64, classes: int = 10) -> Path:
-    """A 60,000 x 64 classification set with a learnable signal."""
+    """A rows x features classification set with a learnable signal."""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(rows, features)).astype(np.float32)
     y = (X @ rng.normal(size=(features, classes))).argmax(axis=1)
-    path = folder / "synthetic.npz"
+    path = folder / f"synthetic-{rows}x{features}.npz"
     np.savez(path, X=X, y=y)
     return path
 
@@ -205,6 +209,15 @@ def print_rnn_table(rounds: int, quick: bool) -> None:
     print()
 
 
+def mnist_scale(folder: Path) -> tuple[str, dict]:
+    """MNIST itself when the dataset cache holds it; otherwise generated data of its shape."""
+    from training.download import REMOTE_FILES, DatasetCache, is_cached
+
+    if all(is_cached(remote, DatasetCache.from_env()) for remote in REMOTE_FILES["mnist"]):
+        return "MNIST 60,000 x 784", {"name": "mnist"}
+    return "generated 60,000 x 784", {"path": str(synthetic_npz(folder, features=784))}
+
+
 def main() -> None:
     """Run every variant in interleaved rounds and print the table."""
     parser = argparse.ArgumentParser(
@@ -213,15 +226,27 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions of every variant")
     parser.add_argument("--quick", action="store_true", help="fewer epochs (a smoke run)")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own, one per core)")
+    parser.add_argument(
+        "--only", choices=["digits", "synthetic", "mnist", "lstm"], help="one table row group"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     folder = Path(tempfile.mkdtemp())
-    datasets = {
-        "digits (1,437 rows)": ({"name": "digits"}, 4 if args.quick else 12),
-        "synthetic 60,000 x 64": ({"path": str(synthetic_npz(folder))}, 2 if args.quick else 3),
+    groups = {
+        "digits": lambda: ("digits (1,437 rows)", {"name": "digits"}, 4 if args.quick else 12),
+        "synthetic": lambda: (
+            "synthetic 60,000 x 64",
+            {"path": str(synthetic_npz(folder))},
+            2 if args.quick else 3,
+        ),
+        "mnist": lambda: (*mnist_scale(folder), 2 if args.quick else 3),
     }
-    network = "-".join(map(str, [64, *HIDDEN, 10]))
+    chosen = [args.only] if args.only else [*groups, "lstm"]
+    datasets = {
+        label: (dataset, epochs) for label, dataset, epochs in (groups[g]() for g in chosen if g in groups)
+    }
+    network = "-".join(map(str, ["inputs", *HIDDEN, 10]))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, MLP {network}, batch {BATCH}")
     print(f"median epoch over {args.rounds} interleaved rounds, first epoch of each run dropped\n")
     header = f"{'dataset':<24}{'variant':<44}{'s/epoch':>10}{'samples/s':>12}{'vs plain':>10}"
@@ -239,7 +264,8 @@ def main() -> None:
             median = statistics.median(seconds)
             print(f"{label:<24}{name:<44}{median:>10.4f}{rows / median:>12,.0f}{baseline / median:>9.2f}x")
         print()
-    print_rnn_table(args.rounds, args.quick)
+    if "lstm" in chosen:
+        print_rnn_table(args.rounds, args.quick)
 
 
 if __name__ == "__main__":

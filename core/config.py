@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="Default: SQLite file DATA_DIR/trainctl.db.")
     broker_url: str | None = Field(None, description="Default: kombu's SQLAlchemy transport on DATA_DIR.")
     artifacts_url: str | None = Field(None, description="fsspec URL; default: DATA_DIR/artifacts.")
+    dataset_cache: Path | None = Field(
+        None,
+        description="Where downloaded benchmarks and generated MNIST-1D are kept; default DATA_DIR/datasets.",
+    )
+    dataset_mirror: str | None = Field(
+        None, description="Base URL serving MIRROR/<dataset>/<file>, used instead of the publishers' sites."
+    )
     cors_origins: list[str] = Field(default_factory=list, description="CORS allow-list; empty: CORS off.")
     default_queue: str = Field("cpu", description="Queue for device 'auto' jobs: cpu, or gpu on GPU fleets.")
     heartbeat_timeout: float = Field(
@@ -137,6 +144,11 @@ class Settings(BaseSettings):
     def resolved_broker_url(self) -> str:
         """The broker URL, defaulting to kombu's SQLAlchemy transport on a SQLite file (no server)."""
         return self.broker_url or f"sqla+sqlite:///{(self.data_dir / 'broker.db').resolve()}"
+
+    @property
+    def resolved_dataset_cache(self) -> Path:
+        """The dataset cache folder, defaulting to DATA_DIR/datasets."""
+        return self.dataset_cache or self.data_dir / "datasets"
 
     @property
     def resolved_artifacts_url(self) -> str:

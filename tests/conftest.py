@@ -18,6 +18,15 @@ TEST_DATABASE_ENV = "TRAINCTL_TEST_DATABASE_URL"
 TEST_BROKER_ENV = "TRAINCTL_TEST_BROKER_URL"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_dataset_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One dataset cache for the whole run (MNIST-1D is generated once), never the checkout's var/."""
+    folder = tmp_path_factory.mktemp("datasets")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRAINCTL_DATASET_CACHE", str(folder))
+        yield folder
+
+
 def _postgres_server_url() -> str:
     url = os.environ.get(TEST_DATABASE_ENV)
     if not url:

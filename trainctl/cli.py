@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +21,8 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Create and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+datasets_app = typer.Typer(help="Benchmark datasets in the cache that workers read.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
 register_client_commands(app)
 
 DataDirOption = Annotated[
@@ -186,6 +189,50 @@ def keys_revoke(
     finally:
         engine.dispose()
     typer.echo(f"key {key_id} revoked")
+
+
+class CachedDataset(StrEnum):
+    """Datasets kept in the dataset cache: generated once (mnist1d) or downloaded once."""
+
+    mnist1d = "mnist1d"
+    mnist = "mnist"
+    fashion_mnist = "fashion_mnist"
+    cifar10 = "cifar10"
+
+
+@datasets_app.command("fetch")
+def datasets_fetch(
+    name: Annotated[CachedDataset, typer.Argument(help="The dataset to put in the cache.")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Fill the dataset cache (TRAINCTL_DATASET_CACHE), SHA-256 verified; mirror: TRAINCTL_DATASET_MIRROR."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
+
+    from training.benchmarks import load_mnist1d
+    from training.download import DatasetCache, DownloadError, RemoteFile, fetch_dataset
+    from training.spec import MNIST1DDatasetSpec
+
+    settings = load_settings(data_dir)
+    cache = DatasetCache(settings.resolved_dataset_cache, settings.dataset_mirror)
+    if name == CachedDataset.mnist1d:
+        train, test = load_mnist1d(MNIST1DDatasetSpec(name="mnist1d"), cache)
+        typer.echo(f"mnist1d: {len(train.X):,} training and {len(test.X):,} test examples in {cache.folder}")
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, transient=False) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def show(remote: RemoteFile, received: int) -> None:
+            if remote.name not in tasks:
+                tasks[remote.name] = bar.add_task(remote.name, total=remote.size)
+            bar.update(tasks[remote.name], completed=received)
+
+        try:
+            files = fetch_dataset(name.value, cache, show)
+        except DownloadError as error:
+            raise fail(str(error)) from error
+    for path in files.values():
+        typer.echo(f"{path} (SHA-256 verified)")
 
 
 def main() -> None:

@@ -11,21 +11,27 @@ import torch
 from sklearn import datasets as skdatasets
 from sklearn.model_selection import train_test_split
 
+from training.benchmarks import load_official_splits
+from training.download import DatasetCache, current_cache
 from training.spec import (
-    DIGITS_IMAGE,
     BuiltinDatasetSpec,
     DataKind,
     DatasetSpec,
+    DownloadedDatasetSpec,
     FileDatasetSpec,
     InputScaling,
+    MNIST1DDatasetSpec,
     SequenceDatasetSpec,
     SyntheticDatasetSpec,
     TargetScaling,
     Task,
     UploadedDatasetSpec,
     example_kind,
+    example_shape,
 )
 from training.tabular import DatasetError, Table, make_table, read_dataset
+
+SCALING_ROWS = 8192  # rows scaled at a time: float64 copies of MNIST or CIFAR-10 at once would be GBs
 
 _BUILTIN_LOADERS = {
     "digits": skdatasets.load_digits,
@@ -151,26 +157,34 @@ class Scaler:
     @classmethod
     def fit(cls, kind: InputScaling, X: torch.Tensor) -> Scaler:
         """Fit per feature (the last axis) on training data; constant features map to 0."""
+        X = X.reshape(-1, X.shape[-1])  # sequences: statistics over examples and time steps
         # float64: (max + min)/2 and (max - min)/2 of float32 values are then exact, so min-max
         # scaling lands exactly on -1 and 1 (in float32 the midpoint rounds and overshoots [-1, 1])
-        X = X.double().reshape(-1, X.shape[-1])  # sequences: statistics over examples and time steps
         match kind:
             case InputScaling.minmax:
-                low, high = X.min(dim=0).values, X.max(dim=0).values
+                low, high = X.min(dim=0).values.double(), X.max(dim=0).values.double()
                 # 2(p - min)/(max - min) - 1 == (p - (max + min)/2) / ((max - min)/2)
                 shift, scale = (high + low) / 2, (high - low) / 2
             case InputScaling.zscore:
-                shift, scale = X.mean(dim=0), X.std(dim=0, unbiased=False)
+                zero, chunks = torch.zeros(X.shape[1:], dtype=torch.float64), X.split(SCALING_ROWS)
+                shift = sum((c.double().sum(dim=0) for c in chunks), zero) / len(X)
+                squares = sum((((c.double() - shift) ** 2).sum(dim=0) for c in chunks), zero)
+                scale = (squares / len(X)).sqrt()
             case _:
-                shift, scale = torch.zeros(X.shape[1:], dtype=X.dtype), torch.ones(X.shape[1:], dtype=X.dtype)
+                shift = torch.zeros(X.shape[1:], dtype=torch.float64)
+                scale = torch.ones(X.shape[1:], dtype=torch.float64)
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
         return cls(kind, shift, scale)
 
     def __call__(self, X: torch.Tensor) -> torch.Tensor:
-        """Scale features (computed in float64, returned in X's dtype)."""
+        """Scale features (computed in float64, a block of rows at a time, returned in X's dtype)."""
         if self.kind == InputScaling.none:
             return X
-        return ((X.double() - self.shift.to(X.device)) / self.scale.to(X.device)).to(X.dtype)
+        shift, scale = self.shift.to(X.device), self.scale.to(X.device)
+        out = torch.empty_like(X)
+        for rows, block in zip(out.split(SCALING_ROWS), X.split(SCALING_ROWS), strict=True):
+            rows.copy_((block.double() - shift) / scale)
+        return out
 
     def invert(self, X: torch.Tensor) -> torch.Tensor:
         """Back to the original units: x = x' · scale + shift."""
@@ -260,14 +274,26 @@ def prepare(
     seed: int,
     device: torch.device,
     targets: TargetScaling = TargetScaling.none,
+    *,
+    cache: DatasetCache | None = None,
 ) -> Splits:
-    """Load, split (fixed by the seed), fit the scalers on train, and move everything to the device."""
-    table = load_table(spec)
+    """Load, split (fixed by the seed), fit the scalers on train, and move everything to the device.
+
+    Benchmarks keep their official test set; `cache` (default: the current one) holds their files.
+    """
+    unstratified: list[int] = []
+    if isinstance(spec, MNIST1DDatasetSpec | DownloadedDatasetSpec):
+        table, test = load_official_splits(spec, cache or current_cache())
+        X_rest, y_rest, X_test, y_test = table.X, table.y, test.X, test.y
+        val_share = spec.validation_fraction
+    else:
+        table = load_table(spec)
+        stratify = table.task == Task.classification
+        X_rest, X_test, y_rest, y_test, unstratified = _split(
+            table.X, table.y, spec.test_fraction, seed, stratify
+        )
+        val_share = spec.validation_fraction / (1 - spec.test_fraction)
     stratify = table.task == Task.classification
-    X_rest, X_test, y_rest, y_test, unstratified = _split(
-        table.X, table.y, spec.test_fraction, seed, stratify
-    )
-    val_share = spec.validation_fraction / (1 - spec.test_fraction)
     X_train, X_val, y_train, y_val, more = _split(X_rest, y_rest, val_share, seed + 1, stratify)
     if len(X_train) < 2:
         raise DatasetError(
@@ -280,8 +306,7 @@ def prepare(
     train_raw = tensor(X_train)
     scaler = Scaler.fit(scaling, train_raw)
     outputs = table.classes if table.task == Task.classification else table.y.shape[1]
-    as_images = isinstance(spec, BuiltinDatasetSpec) and spec.as_images
-    shape = DIGITS_IMAGE if as_images else tuple(table.X.shape[1:])
+    shape = example_shape(spec) or tuple(table.X.shape[1:])
 
     def scaled(X: np.ndarray) -> torch.Tensor:
         return scale_inputs(scaler, tensor(X), shape).to(device)

@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from training.spec import (
-    DIGITS_IMAGE,
     RELU_TYPE,
     SIGMOID_TYPE,
     Activation,
@@ -30,6 +29,7 @@ from training.spec import (
     Pooling,
     RNNCell,
     RNNNetwork,
+    RNNReadout,
     UniformInit,
 )
 
@@ -73,7 +73,7 @@ def initialize_weight(weight: torch.Tensor, init: Initialization) -> None:
                 WEIGHT_INITS[InitName(init)](weight)
 
 
-def initialize_linear(layer: nn.Linear | nn.Conv2d, init: Initialization) -> None:
+def initialize_linear(layer: nn.Linear | nn.Conv1d | nn.Conv2d, init: Initialization) -> None:
     """Initialize a layer; biases start at zero except for PyTorch's default scheme."""
     if init == InitName.default:
         return
@@ -175,33 +175,47 @@ class MLP(nn.Module):
         return self.output(self.hidden(x.flatten(1), internals))
 
 
-class CNN(nn.Module):
-    """Convolution blocks (conv -> normalization -> activation -> pool -> dropout), then an mlp head."""
+CONV = {1: nn.Conv1d, 2: nn.Conv2d}
+BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
+POOLS: dict[Pooling, dict[int, Callable[[], nn.Module]]] = {
+    Pooling.max: {1: lambda: nn.MaxPool1d(2), 2: lambda: nn.MaxPool2d(2)},
+    Pooling.avg: {1: lambda: nn.AvgPool1d(2), 2: lambda: nn.AvgPool2d(2)},
+    Pooling.none: {1: nn.Identity, 2: nn.Identity},
+}
 
-    def __init__(self, spec: JobSpec, network: CNNNetwork, image: tuple[int, int, int], outputs: int) -> None:
+
+class CNN(nn.Module):
+    """Convolution blocks (conv -> normalization -> activation -> pool -> dropout), then an mlp head.
+
+    Images (C, H, W) get 2-D convolutions; sequences (T, F) 1-D ones over time with F input channels.
+    """
+
+    def __init__(
+        self, spec: JobSpec, network: CNNNetwork, input_shape: tuple[int, ...], outputs: int
+    ) -> None:
         super().__init__()
         norm = spec.normalization
-        channels, height, width = image
+        self.input_shape = input_shape
+        dims = 2 if len(input_shape) == 3 else 1
+        channels = input_shape[0] if dims == 2 else input_shape[-1]
+        padding = network.padding
         self.convs = nn.ModuleList()
         self.norms = nn.ModuleList()
-        for out_channels in network.channels:
-            self.convs.append(nn.Conv2d(channels, out_channels, network.kernel_size, padding="same"))
+        for out_channels, kernel, stride in zip(
+            network.channels, network.kernel_sizes(), network.strides(), strict=True
+        ):
+            self.convs.append(CONV[dims](channels, out_channels, kernel, stride=stride, padding=padding))
             if norm.layers == LayerNormalization.batch:
-                self.norms.append(nn.BatchNorm2d(out_channels, eps=norm.epsilon, momentum=norm.momentum))
-            elif (
-                norm.layers == LayerNormalization.layer
-            ):  # layer norm over each example's channels and pixels
+                self.norms.append(BATCH_NORM[dims](out_channels, eps=norm.epsilon, momentum=norm.momentum))
+            elif norm.layers == LayerNormalization.layer:  # over each example's channels and positions
                 self.norms.append(nn.GroupNorm(1, out_channels, eps=norm.epsilon))
             else:
                 self.norms.append(nn.Identity())
             channels = out_channels
-            if network.pool != Pooling.none:
-                height, width = height // 2, width // 2
-        pools = {Pooling.max: nn.MaxPool2d(2), Pooling.avg: nn.AvgPool2d(2), Pooling.none: nn.Identity()}
-        self.pool = pools[network.pool]
+        self.pool = POOLS[network.pool][dims]()
         self.activation = ACTIVATIONS[spec.activation]()
         self.dropout = nn.Dropout(spec.generalization.dropout) if spec.generalization.dropout > 0 else None
-        flat = channels * height * width
+        flat = math.prod(network.output_shape(input_shape))  # also refuses other shapes
         self.hidden = HiddenStack(spec, [flat, *network.hidden_layers])
         self.output = nn.Linear(([flat, *network.hidden_layers])[-1], outputs)
         for layer in [*self.convs, *self.hidden.linears, self.output]:
@@ -214,7 +228,9 @@ class CNN(nn.Module):
         return [(name, [layer.weight]) for name, layer in zip(names, layers, strict=True)]
 
     def forward(self, x: torch.Tensor, internals: Internals | None = None) -> torch.Tensor:
-        """Images (N, C, H, W) -> outputs."""
+        """Images (N, C, H, W) or sequences (N, T, F) -> outputs."""
+        if len(self.input_shape) == 2:
+            x = x.transpose(1, 2)  # (N, T, F) -> (N, F, T): features are the input channels
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
             net_input = norm(conv(x))
             x = self.activation(net_input)
@@ -271,11 +287,15 @@ class LayerNormRecurrent(nn.Module):
 
 
 class RNN(nn.Module):
-    """Stacked recurrent layers over (N, T, F) sequences; the output layer reads the last time step."""
+    """Stacked recurrent layers over (N, T, F) sequences, read at the last step, every step or the mean."""
 
-    def __init__(self, spec: JobSpec, network: RNNNetwork, features: int, outputs: int) -> None:
+    def __init__(
+        self, spec: JobSpec, network: RNNNetwork, input_shape: tuple[int, ...], outputs: int
+    ) -> None:
         super().__init__()
+        features = input_shape[-1]
         self.size, self.bidirectional = network.hidden_size, network.bidirectional
+        self.readout = network.readout
         directions = 2 if network.bidirectional else 1
         nonlinearity = "relu" if spec.activation == Activation.relu else "tanh"
         layer_norm = spec.normalization.layers == LayerNormalization.layer
@@ -298,6 +318,8 @@ class RNN(nn.Module):
             self.recurrent.append(layer)
             width = self.size * directions
         self.dropout = nn.Dropout(spec.generalization.dropout) if spec.generalization.dropout > 0 else None
+        if self.readout == RNNReadout.all_steps:
+            width *= input_shape[0] if len(input_shape) == 2 else 1
         self.output = nn.Linear(width, outputs)
         recurrent_init = network.recurrent_initialization or spec.initialization
         if spec.initialization != InitName.default:
@@ -324,13 +346,18 @@ class RNN(nn.Module):
         return [*groups, ("output", [self.output.weight])]
 
     def forward(self, x: torch.Tensor, internals: Internals | None = None) -> torch.Tensor:
-        """Sequences (N, T, F) -> outputs from the last step (both ends when bidirectional)."""
+        """Sequences (N, T, F) -> outputs from the read-out of the last layer's outputs."""
         for i, layer in enumerate(self.recurrent):
             if i > 0 and self.dropout is not None:
                 x = self.dropout(x)  # between stacked layers only
             x, _ = layer(x)
             if internals is not None:
                 internals[f"rnn{i + 1}.recurrent"] = LayerInternals(None, x.detach(), unit_dim=2)
+        match self.readout:
+            case RNNReadout.all_steps:
+                return self.output(x.flatten(1))
+            case RNNReadout.mean:
+                return self.output(x.mean(dim=1))
         if self.bidirectional:  # forward direction ends at T-1, backward direction at 0
             last = torch.cat([x[:, -1, : self.size], x[:, 0, self.size :]], dim=1)
         else:
@@ -367,10 +394,9 @@ def build_network(spec: JobSpec, input_shape: int | tuple[int, ...], outputs: in
     shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
     match spec.network:
         case RNNNetwork():
-            return RNN(spec, spec.network, shape[-1], outputs)
+            return RNN(spec, spec.network, shape, outputs)
         case CNNNetwork():
-            image = shape if len(shape) == 3 else DIGITS_IMAGE
-            return CNN(spec, spec.network, (image[0], image[1], image[2]), outputs)
+            return CNN(spec, spec.network, shape, outputs)
         case MLPNetwork():
             return MLP(spec, spec.network, math.prod(shape), outputs)
     raise ValueError(f"unknown network {spec.network!r}")
@@ -380,7 +406,7 @@ def weight_matrices(model: nn.Module) -> list[torch.Tensor]:
     """The weights the L2 penalty covers: linear, conv and recurrent weight matrices (no biases or gains)."""
     weights: list[torch.Tensor] = []
     for module in model.modules():
-        if isinstance(module, nn.Linear | nn.Conv2d):
+        if isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d):
             weights.append(module.weight)
         elif isinstance(module, nn.RNNBase | nn.RNNCellBase):
             weights.extend(p for n, p in module.named_parameters(recurse=False) if n.startswith("weight_"))

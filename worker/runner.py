@@ -27,6 +27,7 @@ from core.db import engine_for, make_session_factory
 from core.models import Checkpoint, Dataset, Job, JobStatus
 from core.models.job import requested_device
 from training.callbacks import Callback, CheckpointInfo
+from training.download import DatasetCache, using_cache
 from training.records import EpochRecord
 from training.spec import FileDatasetSpec, JobSpec, UploadedDatasetSpec
 from worker.heartbeat import JobHeartbeat
@@ -294,7 +295,9 @@ def _train(context: WorkerContext, job_id: str, attempt: str, heartbeat: JobHear
 
             import training  # torch was imported and warmed when the worker process started
 
-            result = training.fit(spec, out_dir=out_dir / "run", callbacks=[callback], resume=resume)
+            cache = DatasetCache(context.settings.resolved_dataset_cache, context.settings.dataset_mirror)
+            with using_cache(cache):  # benchmarks are read from (and fetched into) this worker's cache
+                result = training.fit(spec, out_dir=out_dir / "run", callbacks=[callback], resume=resume)
         except Exception as error:
             log.exception("job %s failed", job_id)
             return finish(JobStatus.failed, error=describe_error(error))

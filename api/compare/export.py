@@ -31,8 +31,8 @@ def _metrics(job: ComparedJob, part: str) -> dict[str, Any]:
 
 
 def _write(columns: list[str], rows: list[dict[str, Any]]) -> str:
-    # Through csv_text, so that every text cell is neutralized like the other CSV exports'.
-    return csv_text(columns, [{name: _cell(value) for name, value in row.items()} for row in rows])
+    """The table as CSV text: lists and dicts as JSON, every text cell neutralized."""
+    return csv_text(columns, ({name: _cell(value) for name, value in row.items()} for row in rows))
 
 
 def groups_csv(comparison: Comparison) -> str:

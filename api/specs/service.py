@@ -13,7 +13,6 @@ from api.specs.schemas import SpecReport
 from core.config import Settings
 from core.models import Dataset
 from training.spec import (
-    DIGITS_IMAGE,
     CNNNetwork,
     FieldError,
     FileDatasetSpec,
@@ -25,6 +24,7 @@ from training.spec import (
     count_parameters,
     data_kind,
     dataset_info,
+    example_shape,
     lint,
 )
 from training.spec.memory import MemoryEstimate, dataset_rows, estimate_memory, format_bytes
@@ -52,28 +52,30 @@ def _uploaded_shape(session: Session, *, owner: str, spec: JobSpec, dataset_id: 
         raise Unprocessable.for_field(
             "spec.dataset.id", f"no uploaded dataset with id {dataset_id!r}; list yours with GET /v1/datasets"
         )
-    example_shape = tuple(row.example_shape or [row.columns])
-    if 0 in example_shape:  # stored before uploads with empty dimensions were refused
+    shape = tuple(row.example_shape or [row.columns])
+    if 0 in shape:  # stored before uploads with empty dimensions were refused
         raise Unprocessable.for_field(
             "spec.dataset.id",
-            f"dataset {dataset_id} has examples of shape {list(example_shape)}, with nothing to learn from: "
+            f"dataset {dataset_id} has examples of shape {list(shape)}, with nothing to learn from: "
             "upload it again with at least one feature column and time step",
         )
-    kind = "sequence" if len(example_shape) == 2 else "table"
+    kind = "sequence" if len(shape) == 2 else "table"
     network = spec.network
     if isinstance(network, RNNNetwork) and kind != "sequence":
         raise Unprocessable.for_field(
             "spec.network.type",
             f"network type rnn needs sequences, an .npz whose X has shape (N, T, F); dataset {dataset_id} "
-            f"holds examples of shape {list(example_shape)}",
+            f"holds examples of shape {list(shape)}",
         )
-    if isinstance(network, CNNNetwork):
+    if isinstance(network, CNNNetwork) and kind != "sequence":
         raise Unprocessable.for_field(
-            "spec.network.type", "network type cnn needs images; uploaded datasets are tables or sequences"
+            "spec.network.type",
+            f"network type cnn needs images or sequences; dataset {dataset_id} holds examples of shape "
+            f"{list(shape)} (uploads are tables, or sequences: an .npz whose X has shape (N, T, F))",
         )
     # A regression upload may hold several targets; one is the common case and only sizes the count.
     outputs = row.classes if row.task == Task.classification and row.classes else 1
-    return DataShape(example_shape=example_shape, outputs=outputs, kind=kind, rows=row.rows)
+    return DataShape(example_shape=shape, outputs=outputs, kind=kind, rows=row.rows)
 
 
 def resolve_data_shape(session: Session, *, owner: str, spec: JobSpec) -> DataShape:
@@ -88,33 +90,21 @@ def resolve_data_shape(session: Session, *, owner: str, spec: JobSpec) -> DataSh
         )
     if isinstance(dataset, UploadedDatasetSpec):
         return _uploaded_shape(session, owner=owner, spec=spec, dataset_id=dataset.id)
-    info = dataset_info(dataset)
-    kind = data_kind(dataset)
+    info, kind, shape = dataset_info(dataset), data_kind(dataset), example_shape(dataset)
     rows = dataset_rows(spec)
-    if info is None or kind is None or rows is None:  # unreachable while every named dataset is known
+    if info is None or kind is None or shape is None or rows is None:  # unreachable: every name is known
         raise Unprocessable.for_field("spec.dataset", "the service does not know this dataset's shape")
-    example_shape: tuple[int, ...] = (info.features,)
-    if kind == "image":
-        example_shape = DIGITS_IMAGE
-    elif kind == "sequence":
-        example_shape = (int(getattr(dataset, "length", 1)), info.features)
     return DataShape(
-        example_shape=example_shape,
-        outputs=info.outputs,
-        kind=kind,
-        rows=rows,
-        feature_scale=info.feature_scale,
+        example_shape=shape, outputs=info.outputs, kind=kind, rows=rows, feature_scale=info.feature_scale
     )
 
 
 def network_parameters(spec: JobSpec, shape: DataShape) -> int:
-    """Trainable parameters of the spec's network on data of this shape."""
-    # An rnn reads one time step at a time; mlp and cnn see the whole example.
-    per_step = isinstance(spec.network, RNNNetwork)
-    features = shape.example_shape[-1] if per_step else math.prod(shape.example_shape)
-    dims = shape.example_shape
-    image = (dims[0], dims[1], dims[2]) if len(dims) == 3 else None
-    return count_parameters(spec, features=features, outputs=shape.outputs, image_shape=image)
+    """Trainable parameters of the spec's network on data of this shape; 422 if a cnn shrinks it away."""
+    try:
+        return count_parameters(spec, input_shape=shape.example_shape, outputs=shape.outputs)
+    except ValueError as error:
+        raise Unprocessable.for_field("spec.network", str(error)) from None
 
 
 MEMORY_FIELDS = {"dataset": "spec.dataset", "network": "spec.network", "batch": "spec.training.batch_size"}

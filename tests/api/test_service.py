@@ -133,6 +133,10 @@ def test_api_imports_no_torch() -> None:
     assert result.returncode == 0, result.stderr
 
 
+MNIST1D_CNN = {"type": "cnn", "channels": [25] * 3, "kernel_size": [5, 3, 3], "stride": 2, "padding": 1}
+MNIST1D_CNN |= {"pool": "none", "hidden_layers": []}
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -144,22 +148,53 @@ def test_api_imports_no_torch() -> None:
             "activation": "tanh",
         },
         {"dataset": {"name": "parity", "length": 10}, "network": {"hidden_layers": [5]}},
+        {"dataset": {"name": "cifar10"}, "network": {"hidden_layers": [32]}},
+        {
+            "dataset": {"name": "fashion_mnist", "as_images": True},
+            "network": {"type": "cnn", "channels": [4, 8], "kernel_size": [5, 3], "stride": 2, "padding": 1},
+        },
+        {
+            "dataset": {"name": "mnist1d", "as_sequence": True},
+            "network": MNIST1D_CNN,
+        },
+        {
+            "dataset": {"name": "mnist1d", "as_sequence": True},
+            "network": {
+                "type": "rnn",
+                "cell": "gru",
+                "hidden_size": 6,
+                "bidirectional": True,
+                "readout": "all_steps",
+            },
+        },
     ],
 )
 def test_validate_counts_parameters_like_torch(
     client: TestClient, auth_headers: dict[str, str], overrides: dict[str, Any]
 ) -> None:
     network = pytest.importorskip("training.network")
-    from training.spec import JobSpec
+    from training.spec import JobSpec, example_shape
 
     spec = {**EXAMPLE_SPEC, **overrides}
     response = client.post("/v1/specs/validate", json={"spec": spec}, headers=auth_headers)
     assert response.status_code == 200, response.text
     report = response.json()
-    shapes = {"digits": (1, 8, 8), "adding": (20, 2), "parity": (10, 1)}
-    input_shape = shapes.get(spec["dataset"]["name"], (report["features"],))
-    model = network.build_network(JobSpec.model_validate(spec), input_shape, report["outputs"])
+    job = JobSpec.model_validate(spec)
+    model = network.build_network(job, example_shape(job.dataset), report["outputs"])
     assert report["parameters"] == sum(parameter.numel() for parameter in model.parameters())
+
+
+def test_benchmarks_validate_without_their_files(
+    client: TestClient, auth_headers: dict[str, str], settings: Settings
+) -> None:
+    spec = {**EXAMPLE_SPEC, "dataset": {"name": "mnist", "as_images": True}, "network": {"type": "cnn"}}
+    response = client.post("/v1/specs/validate", json={"spec": spec}, headers=auth_headers)
+    assert response.status_code == 200, response.text
+    assert (response.json()["features"], response.json()["outputs"]) == (784, 10)
+    assert not (settings.resolved_dataset_cache / "mnist").exists()  # shapes are known: nothing fetched
+    shrunk = {**spec, "network": {"type": "cnn", "channels": [4] * 6}}  # 28 -> 14 -> ... -> 0
+    response = client.post("/v1/specs/validate", json={"spec": shrunk}, headers=auth_headers)
+    assert response.status_code == 422 and "leaves nothing" in response.text, response.text
 
 
 def test_broker_outage_degrades_health_and_submission_still_stores_the_job(settings: Settings) -> None:

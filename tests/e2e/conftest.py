@@ -28,6 +28,9 @@ class Service:
     worker: WorkerProcess
 
 
+NO_MIRROR = "http://127.0.0.1:9"  # the discard port: connections are refused
+
+
 def backend_settings(kind: str, tmp: os.PathLike[str], stack: ExitStack) -> Settings:
     """Settings of one backend, with a queue of its own (Redis is shared by concurrent test runs)."""
     from pathlib import Path
@@ -38,6 +41,7 @@ def backend_settings(kind: str, tmp: os.PathLike[str], stack: ExitStack) -> Sett
         "artifacts_url": str(root / "artifacts"),
         "default_queue": f"cpu-{uuid.uuid4().hex[:8]}",
         "heartbeat_timeout": 60.0,
+        "dataset_mirror": NO_MIRROR,  # no test may reach the internet: benchmark downloads fail fast
     }
     if kind == "sqlite":
         return Settings(_env_file=None, database_url=f"sqlite:///{root / 'trainctl.db'}", **common)  # type: ignore[call-arg]

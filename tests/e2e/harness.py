@@ -56,6 +56,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
     }
     if settings.broker_url:
         env["TRAINCTL_BROKER_URL"] = settings.broker_url
+    env["TRAINCTL_DATASET_CACHE"] = str(settings.resolved_dataset_cache)
+    if settings.dataset_mirror:
+        env["TRAINCTL_DATASET_MIRROR"] = settings.dataset_mirror
     return env
 
 

@@ -124,3 +124,25 @@ def test_recurrent_and_convolutional_examples_run_through_the_service_unchanged(
     prediction = client.post(f"/v1/jobs/{job_id}/predict", json={"inputs": inputs}, headers=headers)
     assert prediction.status_code == 200, prediction.text
     assert len(prediction.json().get("values") or prediction.json()["classes"]) == 1
+
+
+def test_benchmarks_use_the_workers_dataset_cache_and_mirror(service: Service) -> None:
+    client, headers, settings = service.client, service.headers, service.settings
+    generated = {
+        "dataset": {"name": "mnist1d", "samples": 200, "as_sequence": True},
+        "network": {"type": "rnn", "cell": "gru", "hidden_size": 4, "readout": "mean"},
+        "training": {"epochs": 2, "batch_size": 32},
+    }
+    downloaded = {"dataset": {"name": "mnist"}, "network": {"hidden_layers": [8]}, "training": {"epochs": 1}}
+    ok_id, missing_id = submit(client, headers, generated), submit(client, headers, downloaded)
+    done = {"succeeded", "failed", "cancelled"}
+    ok = wait_for_status(client, headers, ok_id, done, timeout=120)
+    assert ok["status"] == "succeeded", ok
+    assert (settings.resolved_dataset_cache / "mnist1d" / "mnist1d-200-seed42.npz").is_file()
+    missing = wait_for_status(client, headers, missing_id, done, timeout=120)
+    assert missing["status"] == "failed"
+    folder = str(settings.resolved_dataset_cache.resolve() / "mnist")
+    assert (
+        folder in missing["error"]
+        and f"TRAINCTL_DATASET_MIRROR (now {settings.dataset_mirror})" in missing["error"]
+    )

@@ -13,9 +13,13 @@ from typer.testing import CliRunner
 from core.config import Settings, get_settings
 from core.db import make_engine, make_session_factory
 from core.models import ApiKey
+from tests.benchmark_files import FileServer, file_server, published
 from trainctl.cli import app
 from trainctl.server import ensure_first_key
 from trainctl.workerproc import MALLOC_ENV, plan_worker, worker_command, worker_environment
+from training.download import REMOTE_FILES
+
+__all__ = ["file_server", "published"]  # fixtures used by name below
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +27,8 @@ def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
     """Commands read settings from the environment: give each test its own data dir and no .env."""
     # Set through monkeypatch so that what --data-dir exports is undone after the test.
     monkeypatch.setenv("TRAINCTL_DATA_DIR", str(tmp_path / "var"))
-    for name in ("TRAINCTL_DATABASE_URL", "TRAINCTL_BROKER_URL", "TRAINCTL_ARTIFACTS_URL"):
+    for name in ("DATABASE_URL", "BROKER_URL", "ARTIFACTS_URL", "DATASET_CACHE", "DATASET_MIRROR"):
+        name = f"TRAINCTL_{name}"
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     get_settings.cache_clear()
@@ -105,3 +110,40 @@ def test_worker_plan_defaults_and_environment(tmp_path: Path) -> None:
     one_job = plan_worker(device="cpu", queues="a,b", concurrency=1, threads=2)
     solo = worker_command(one_job, data_dir=tmp_path)
     assert solo[solo.index("--pool") + 1] == "solo" and solo[solo.index("--queues") + 1] == "a,b"
+
+
+def test_datasets_fetch_fills_the_cache_from_the_mirror(
+    published: FileServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    published.files.update(
+        {f"/mirror{path.removeprefix('/canonical')}": data for path, data in published.files.items()}
+    )
+    monkeypatch.setenv("TRAINCTL_DATASET_MIRROR", f"{published.url}/mirror")
+    fetched = CliRunner().invoke(app, ["datasets", "fetch", "fashion_mnist"])
+    assert fetched.exit_code == 0, fetched.output
+    folder = tmp_path / "var" / "datasets" / "fashion_mnist"
+    assert "SHA-256 verified" in fetched.stdout and str(folder) in fetched.stdout
+    assert sorted(p.name for p in folder.glob("*.gz")) == sorted(
+        f.name for f in REMOTE_FILES["fashion_mnist"]
+    )
+    assert set(published.requests) == {
+        f"/mirror/fashion_mnist/{f.name}" for f in REMOTE_FILES["fashion_mnist"]
+    }
+    again = CliRunner().invoke(app, ["datasets", "fetch", "fashion_mnist"])
+    assert again.exit_code == 0 and sum(published.requests.values()) == 4  # already cached
+
+
+def test_datasets_fetch_failures_and_usage(published: FileServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRAINCTL_DATASET_MIRROR", f"{published.url}/nowhere")
+    failed = CliRunner().invoke(app, ["datasets", "fetch", "mnist"])
+    assert failed.exit_code == 1 and "TRAINCTL_DATASET_MIRROR" in failed.output and "404" in failed.output
+    assert CliRunner().invoke(app, ["datasets", "fetch", "imagenet"]).exit_code == 2
+
+
+def test_datasets_fetch_mnist1d_generates_it_once(tmp_path: Path) -> None:
+    fetched = CliRunner().invoke(app, ["datasets", "fetch", "mnist1d"])
+    assert fetched.exit_code == 0, fetched.output
+    assert "4,000 training and 1,000 test" in fetched.stdout
+    assert [p.name for p in (tmp_path / "var" / "datasets" / "mnist1d").iterdir()] == [
+        "mnist1d-5000-seed42.npz"
+    ]

@@ -65,7 +65,7 @@ def test_parameter_count_matches_count_parameters(pool: str, norm: str, hidden: 
         network={"pool": pool, "hidden_layers": hidden, "kernel_size": 5}, normalization={"layers": norm}
     )
     model = build_network(spec, DIGITS_IMAGE, 10)
-    counted = count_parameters(spec, features=64, outputs=10, image_shape=DIGITS_IMAGE)
+    counted = count_parameters(spec, input_shape=DIGITS_IMAGE, outputs=10)
     assert counted == sum(p.numel() for p in model.parameters())
     assert model(torch.randn(3, *DIGITS_IMAGE)).shape == (3, 10)
 
@@ -85,8 +85,8 @@ def test_similar_parameter_counts_of_the_cnn_and_mlp_examples() -> None:
     examples = Path(__file__).resolve().parents[2] / "examples" / "specs"
     cnn = JobSpec.model_validate_json((examples / "cnn-digits.json").read_text())
     mlp = JobSpec.model_validate_json((examples / "mlp-digits-similar-params.json").read_text())
-    cnn_count = count_parameters(cnn, features=64, outputs=10, image_shape=DIGITS_IMAGE)
-    mlp_count = count_parameters(mlp, features=64, outputs=10)
+    cnn_count = count_parameters(cnn, input_shape=DIGITS_IMAGE, outputs=10)
+    mlp_count = count_parameters(mlp, input_shape=(64,), outputs=10)
     assert (cnn_count, mlp_count) == (13_706, 13_510)
     assert cnn.training == mlp.training and cnn.optimizer == mlp.optimizer
 
@@ -94,10 +94,10 @@ def test_similar_parameter_counts_of_the_cnn_and_mlp_examples() -> None:
 def test_cnn_on_a_table_is_rejected_with_a_hint() -> None:
     with pytest.raises(ValidationError, match="as_images"):
         cnn_spec(dataset={"as_images": False})
-    with pytest.raises(ValidationError, match="image dataset"):
+    with pytest.raises(ValidationError, match="image or sequence dataset"):
         with_dataset({"name": "iris"})
-    with pytest.raises(ValidationError, match="image dataset"):
-        with_dataset({"name": "adding"})
+    with pytest.raises(ValidationError, match="as_sequence"):
+        with_dataset({"name": "mnist1d"})
 
 
 def test_as_images_only_for_digits() -> None:

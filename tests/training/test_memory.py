@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from training.spec import DATASET_INFO, JobSpec, count_parameters
-from training.spec.dataset import data_kind
+from training.spec.dataset import example_shape
 from training.spec.memory import MemoryEstimate, dataset_rows, estimate_memory
 
 # Runs fit() in a fresh process and prints the growth of its peak RSS over its warm, idle size.
@@ -41,11 +41,9 @@ def estimate(raw: dict[str, Any]) -> MemoryEstimate:
     """The estimate for a spec on a named dataset."""
     spec = JobSpec.model_validate(raw)
     info = DATASET_INFO[str(getattr(spec.dataset, "name", ""))]
-    kind = data_kind(spec.dataset)
-    shape = (getattr(spec.dataset, "length", 1), info.features) if kind == "sequence" else (info.features,)
-    per_step = spec.network.type == "rnn"
-    features = shape[-1] if per_step else shape[0] * shape[-1] if kind == "sequence" else info.features
-    parameters = count_parameters(spec, features=features, outputs=info.outputs)
+    shape = example_shape(spec.dataset)
+    assert shape is not None
+    parameters = count_parameters(spec, input_shape=shape, outputs=info.outputs)
     rows = dataset_rows(spec)
     assert rows is not None
     return estimate_memory(spec, rows=rows, example_shape=shape, outputs=info.outputs, parameters=parameters)

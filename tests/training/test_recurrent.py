@@ -195,7 +195,7 @@ def test_parameter_count_matches_count_parameters(
         normalization={"layers": norm},
     )
     model = build_network(spec, (6, 3), 4)
-    assert count_parameters(spec, features=3, outputs=4) == sum(p.numel() for p in model.parameters())
+    assert count_parameters(spec, input_shape=(6, 3), outputs=4) == sum(p.numel() for p in model.parameters())
     assert model(torch.randn(2, 6, 3)).shape == (2, 4)
 
 

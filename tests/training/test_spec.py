@@ -23,6 +23,7 @@ from training.spec import (
     InitName,
     JobSpec,
     MLPNetwork,
+    MNIST1DDatasetSpec,
     Momentum,
     Nesterov,
     NormalInit,
@@ -210,7 +211,7 @@ def test_dataset_kinds_are_told_apart() -> None:
     assert (
         JobSpec.model_validate({**MINIMAL, "dataset": {"path": "x.csv", "target": "y"}}).dataset.target == "y"
     )
-    [(field, message)] = errors_of({**MINIMAL, "dataset": {"name": "mnist"}})
+    [(field, message)] = errors_of({**MINIMAL, "dataset": {"name": "imagenet"}})
     assert field == "dataset" and "digits" in message and "moons" in message
     [(field, _)] = errors_of({**MINIMAL, "dataset": {"path": "x.parquet"}})
     assert field == "dataset.path"
@@ -241,7 +242,7 @@ def test_count_parameters_equals_the_torch_parameter_count(overrides: dict[str, 
 
     spec = make_spec(**overrides)
     model = build_network(spec, 13, 4)
-    assert count_parameters(spec, features=13, outputs=4) == sum(p.numel() for p in model.parameters())
+    assert count_parameters(spec, input_shape=(13,), outputs=4) == sum(p.numel() for p in model.parameters())
 
 
 @pytest.mark.parametrize(
@@ -268,8 +269,7 @@ def test_count_parameters_equals_torch_count_for_rnn_and_cnn(
     dataset = {"name": "digits", "as_images": True} if raw["type"] == "cnn" else {"name": "adding"}
     spec = JobSpec.model_validate({"dataset": dataset, "network": raw, "normalization": {"layers": layers}})
     model = build_network(spec, input_shape, outputs)
-    image = input_shape if len(input_shape) == 3 else None
-    counted = count_parameters(spec, features=input_shape[-1], outputs=outputs, image_shape=image)  # type: ignore[arg-type]
+    counted = count_parameters(spec, input_shape=input_shape, outputs=outputs)
     assert counted == sum(p.numel() for p in model.parameters())
 
 
@@ -351,6 +351,16 @@ LINT_CASES += [
         {"dataset": ADDING, "network": {"type": "rnn", "cell": "lstm"}, "activation": "sigmoid"},
         {"dataset": ADDING, "network": {"type": "rnn", "cell": "lstm"}, "activation": "tanh"},
     ),
+    (
+        "mnist1d_not_paper_set",
+        {"dataset": {"name": "mnist1d", "samples": 1000}},
+        {"dataset": {"name": "mnist1d", "shuffle_seq": True}},
+    ),
+    (
+        "mnist1d_not_paper_set",
+        {"dataset": {"name": "mnist1d", "seed": 0}},
+        {"dataset": {"name": "mnist1d", "samples": 5000, "seed": 42}},
+    ),
 ]
 
 
@@ -377,10 +387,12 @@ def test_lint_uses_the_feature_scale_it_is_given() -> None:
 
 def test_network_misfit_names_what_each_network_needs() -> None:
     cnn, rnn, mlp = CNNNetwork(), RNNNetwork(), MLPNetwork(hidden_layers=[4])
-    assert "needs images" in (network_misfit(cnn, "table") or "")
+    assert "needs images or sequences" in (network_misfit(cnn, "table") or "")
     assert "as_images" in (network_misfit(cnn, "table", BuiltinDatasetSpec(name="digits")) or "")
+    assert "as_sequence" in (network_misfit(cnn, "table", MNIST1DDatasetSpec(name="mnist1d")) or "")
     assert "needs sequences" in (network_misfit(rnn, "image") or "")
-    assert [network_misfit(cnn, "image"), network_misfit(rnn, "sequence")] == [None, None]
+    assert [network_misfit(cnn, "image"), network_misfit(cnn, "sequence")] == [None, None]
+    assert network_misfit(rnn, "sequence") is None
     assert {network_misfit(mlp, kind) for kind in ("table", "sequence", "image")} == {None}
 
 

@@ -1,4 +1,4 @@
-"""Which data a job trains on: built-in, synthetic, sequence, file or uploaded datasets."""
+"""Which data a job trains on: built-in, benchmark, synthetic, sequence, file or uploaded datasets."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pydantic import (
     BaseModel,
     Discriminator,
     Field,
+    ModelWrapValidatorHandler,
     Tag,
     field_validator,
     model_validator,
@@ -44,6 +45,17 @@ class SequenceDataset(StrEnum):
     adding = "adding"
     parity = "parity"
     sine_sequence = "sine_sequence"
+
+
+class DownloadedDataset(StrEnum):
+    """Standard image benchmarks, downloaded once into the dataset cache and verified by SHA-256."""
+
+    mnist = "mnist"
+    fashion_mnist = "fashion_mnist"
+    cifar10 = "cifar10"
+
+
+MNIST1D = "mnist1d"
 
 
 class Task(StrEnum):
@@ -91,12 +103,47 @@ DATASET_INFO: dict[str, DatasetInfo] = {
     "sine_sequence": DatasetInfo(
         features=1, outputs=1, task=Task.regression, feature_scale=1.5, kind="sequence"
     ),
+    # the package standardizes the whole set; its largest |x| with the default arguments is 5.5
+    MNIST1D: DatasetInfo(features=40, outputs=10, task=Task.classification, feature_scale=5.5),
+    "mnist": DatasetInfo(features=784, outputs=10, task=Task.classification, feature_scale=255.0),
+    "fashion_mnist": DatasetInfo(features=784, outputs=10, task=Task.classification, feature_scale=255.0),
+    "cifar10": DatasetInfo(features=3072, outputs=10, task=Task.classification, feature_scale=255.0),
 }
 DIGITS_IMAGE = (1, 8, 8)
+IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {
+    "digits": DIGITS_IMAGE,
+    "mnist": (1, 28, 28),
+    "fashion_mnist": (1, 28, 28),
+    "cifar10": (3, 32, 32),
+}
+MNIST1D_LENGTH = 40  # time steps of one MNIST-1D signal
 
 
-class SplitOptions(SpecModel):
-    """How a dataset is split; shared by every dataset kind."""
+class ValidationSplit(SpecModel):
+    """The validation share; benchmarks with an official test set are split by this alone."""
+
+    validation_fraction: float = Field(
+        0.2, ge=0.0, le=0.9, description="Share of examples held out for validation.", examples=[0.2]
+    )
+
+
+class OfficialSplits(ValidationSplit):
+    """A benchmark whose test split is its official test set: validation is carved from its training set."""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _no_test_fraction(cls, value: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        # before the unknown-key check, which would only say that test_fraction is not a key here
+        if isinstance(value, dict) and "test_fraction" in value:
+            raise ValueError(
+                f"{value.get('name')} keeps its official test set as the test split, so results compare "
+                "with published ones: remove test_fraction (validation_fraction still applies)"
+            )
+        return handler(value)
+
+
+class SplitOptions(ValidationSplit):
+    """How a dataset is split; shared by every dataset kind without an official test set."""
 
     validation_fraction: float = Field(
         0.2, ge=0.0, lt=1.0, description="Share of examples held out for validation.", examples=[0.2]
@@ -127,6 +174,43 @@ class BuiltinDatasetSpec(SplitOptions):
         if self.as_images and self.name != BuiltinDataset.digits:
             raise ValueError(f"as_images applies to digits only; {self.name} is a table of features")
         return self
+
+
+class MNIST1DDatasetSpec(OfficialSplits):
+    """MNIST-1D (Greydanus & Kobak, 2024), generated offline by the mnist1d package; the paper's set."""
+
+    name: Literal["mnist1d"] = Field(
+        description="MNIST-1D: 10 classes of 40-sample 1-D signals.", examples=["mnist1d"]
+    )
+    as_sequence: bool = Field(
+        False,
+        description="Give the network 40 steps × 1 feature (rnn, 1-D cnn) instead of 40 features.",
+    )
+    shuffle_seq: bool = Field(
+        False, description="The paper's spatially shuffled variant: one fixed permutation of the 40 steps."
+    )
+    samples: int = Field(
+        5000,
+        ge=100,
+        le=MAX_SAMPLES,
+        description="Examples generated (a multiple of 10); the last 20% are the test split. "
+        "The paper's set: 5000 (4000 train, 1000 test).",
+    )
+    seed: int = Field(42, ge=0, description="Seed of the generator; the paper's set: 42.")
+
+    @property
+    def is_paper_set(self) -> bool:
+        """Whether this is the set the paper's table was measured on."""
+        return self.samples == 5000 and self.seed == 42
+
+
+class DownloadedDatasetSpec(OfficialSplits):
+    """MNIST, Fashion-MNIST or CIFAR-10, fetched once into the dataset cache; official test set."""
+
+    name: DownloadedDataset = Field(description="Image benchmark name.", examples=["mnist"])
+    as_images: bool = Field(
+        False, description="Give the network images (C, H, W) for a cnn, instead of flattened pixels."
+    )
 
 
 class SyntheticDatasetSpec(SplitOptions):
@@ -189,6 +273,10 @@ def _dataset_spec_tag(value: Any) -> str | None:
     if get("id") is not None:
         return "upload"
     name = str(get("name"))
+    if name == MNIST1D:
+        return "mnist1d"
+    if name in set(DownloadedDataset):
+        return "downloaded"
     if name in set(SyntheticDataset):
         return "synthetic"
     if name in set(SequenceDataset):
@@ -198,6 +286,8 @@ def _dataset_spec_tag(value: Any) -> str | None:
 
 DatasetSpec = Annotated[
     Annotated[BuiltinDatasetSpec, Tag("builtin")]
+    | Annotated[MNIST1DDatasetSpec, Tag("mnist1d")]
+    | Annotated[DownloadedDatasetSpec, Tag("downloaded")]
     | Annotated[SyntheticDatasetSpec, Tag("synthetic")]
     | Annotated[SequenceDatasetSpec, Tag("sequence")]
     | Annotated[FileDatasetSpec, Tag("file")]
@@ -208,6 +298,8 @@ DatasetSpec = Annotated[
         custom_error_message=(
             "dataset needs a name (built-in: "
             + ", ".join(BuiltinDataset)
+            + "; benchmarks: mnist1d, "
+            + ", ".join(DownloadedDataset)
             + "; synthetic: "
             + ", ".join(SyntheticDataset)
             + "; sequence: "
@@ -225,7 +317,23 @@ def dataset_info(spec: DatasetSpec) -> DatasetInfo | None:
 
 def data_kind(spec: DatasetSpec) -> DataKind | None:
     """table, sequence or image when known from the spec alone; None for files and uploads."""
-    if isinstance(spec, BuiltinDatasetSpec) and spec.as_images:
+    if isinstance(spec, BuiltinDatasetSpec | DownloadedDatasetSpec) and spec.as_images:
         return "image"
+    if isinstance(spec, MNIST1DDatasetSpec) and spec.as_sequence:
+        return "sequence"
     info = dataset_info(spec)
     return info.kind if info else None
+
+
+def example_shape(spec: DatasetSpec) -> tuple[int, ...] | None:
+    """One example's shape known from the spec alone, (F,), (T, F) or (C, H, W); None for files, uploads."""
+    info, kind = dataset_info(spec), data_kind(spec)
+    if info is None or kind is None:
+        return None
+    if kind == "image":
+        return IMAGE_SHAPES[str(getattr(spec, "name", ""))]
+    if isinstance(spec, MNIST1DDatasetSpec):
+        return (MNIST1D_LENGTH, 1) if spec.as_sequence else (MNIST1D_LENGTH,)
+    if isinstance(spec, SequenceDatasetSpec):
+        return (spec.length, info.features)
+    return (info.features,)

@@ -12,7 +12,7 @@ from pydantic import (
 )
 
 from training.spec.base import MAX_EPOCHS, MAX_SAMPLES, SpecModel
-from training.spec.dataset import BuiltinDataset, BuiltinDatasetSpec, DataKind, DatasetSpec, data_kind
+from training.spec.dataset import IMAGE_SHAPES, MNIST1D, DataKind, DatasetSpec, data_kind
 from training.spec.network import (
     ACTIVATION_ALIASES,
     Activation,
@@ -194,13 +194,17 @@ def final_checkpoint(spec: JobSpec) -> Literal["best", "last"]:
 
 def network_misfit(network: NetworkSpec, kind: DataKind, dataset: DatasetSpec | None = None) -> str | None:
     """Why this network cannot read data of this kind (a sentence a person can act on); None if it can."""
+    name = str(getattr(dataset, "name", ""))
     if isinstance(network, RNNNetwork) and kind != "sequence":
         return (
-            "network type rnn needs sequences: a sequence dataset (adding, parity, sine_sequence, or an "
-            f".npz whose X has shape (N, T, F)); this dataset is a {kind} dataset"
+            "network type rnn needs sequences: a sequence dataset (adding, parity, sine_sequence, mnist1d "
+            f"with as_sequence, or an .npz whose X has shape (N, T, F)); this dataset is a {kind} dataset"
         )
-    if isinstance(network, CNNNetwork) and kind != "image":
-        digits = isinstance(dataset, BuiltinDatasetSpec) and dataset.name == BuiltinDataset.digits
-        hint = " (set dataset.as_images: true)" if digits else ""
-        return f"network type cnn needs images: an image dataset{hint}; this dataset is a {kind} dataset"
+    if isinstance(network, CNNNetwork) and kind == "table":
+        option = "as_sequence" if name == MNIST1D else "as_images"
+        hint = f" (set dataset.{option}: true)" if name in (*IMAGE_SHAPES, MNIST1D) else ""
+        return (
+            f"network type cnn needs images or sequences: an image or sequence dataset{hint}; "
+            "this dataset is a table"
+        )
     return None

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 from pydantic import (
     BaseModel,
 )
 
-from training.spec.dataset import dataset_info
+from training.spec.dataset import MNIST1DDatasetSpec, dataset_info
 from training.spec.job import JobSpec
 from training.spec.network import (
     SIGMOID_TYPE,
@@ -19,9 +20,9 @@ from training.spec.network import (
     LayerNormalization,
     MLPNetwork,
     NetworkSpec,
-    Pooling,
     RNNCell,
     RNNNetwork,
+    RNNReadout,
 )
 from training.spec.optimizer import AdamW
 
@@ -84,6 +85,14 @@ def lint(
                 "activation",
                 f"{network.cell} cells have their own gate activations; {spec.activation} is not used.",
             )
+    dataset = spec.dataset
+    if isinstance(dataset, MNIST1DDatasetSpec) and not dataset.is_paper_set:
+        warn(
+            "mnist1d_not_paper_set",
+            "dataset.samples" if dataset.samples != 5000 else "dataset.seed",
+            f"MNIST-1D with samples {dataset.samples} and seed {dataset.seed} is a newly generated set, not "
+            "the paper's (samples 5000, seed 42): its results do not compare with the paper's table.",
+        )
     if spec.generalization.dropout > 0 and layers == LayerNormalization.batch:
         warn(
             "dropout_with_batch_norm",
@@ -183,37 +192,35 @@ def _linear_stack(widths: list[int], normalized: bool) -> int:
     return total + (2 * sum(widths[1:-1]) if normalized else 0)  # gain and bias per normalized unit
 
 
-def count_parameters(
-    spec: JobSpec, *, features: int, outputs: int, image_shape: tuple[int, int, int] | None = None
-) -> int:
+def count_parameters(spec: JobSpec, *, input_shape: tuple[int, ...], outputs: int) -> int:
     """Trainable parameters of the network the spec builds, computed without torch.
 
-    features: inputs per example (per time step for sequences); image_shape (C, H, W) for a cnn.
+    input_shape: one example, (features,), (time steps, features) or (channels, height, width).
+    ValueError when a cnn's convolutions shrink the input to nothing.
     """
     normalized = spec.normalization.layers != LayerNormalization.none
     network = spec.network
     match network:
         case RNNNetwork(cell=cell, hidden_size=size, layers=layers, bidirectional=bidirectional):
             directions = 2 if bidirectional else 1
-            total, width = 0, features
+            total, width = 0, input_shape[-1]
             for _ in range(layers):
                 total += directions * RNN_GATES[cell] * (size * width + size * size + 2 * size)
                 total += 2 * size * directions if normalized else 0
                 width = size * directions
+            if network.readout == RNNReadout.all_steps:
+                width *= input_shape[0] if len(input_shape) == 2 else 1
             return total + width * outputs + outputs
-        case CNNNetwork(channels=channels, kernel_size=k, pool=pool, hidden_layers=hidden):
-            in_channels, height, width = image_shape or (1, features, 1)
+        case CNNNetwork(channels=channels, hidden_layers=hidden):
+            in_channels = input_shape[0] if len(input_shape) == 3 else input_shape[-1]
+            area = 2 if len(input_shape) == 3 else 1  # a square kernel on images
             total = 0
-            for out_channels in channels:
-                total += (
-                    in_channels * out_channels * k * k
-                    + out_channels
-                    + (2 * out_channels if normalized else 0)
-                )
+            for out_channels, k in zip(channels, network.kernel_sizes(), strict=True):
+                total += in_channels * out_channels * k**area + out_channels
+                total += 2 * out_channels if normalized else 0
                 in_channels = out_channels
-                if pool != Pooling.none:
-                    height, width = height // 2, width // 2
-            return total + _linear_stack([in_channels * height * width, *hidden, outputs], normalized)
+            flat = math.prod(network.output_shape(input_shape))
+            return total + _linear_stack([flat, *hidden, outputs], normalized)
         case MLPNetwork(hidden_layers=hidden):
-            return _linear_stack([features, *hidden, outputs], normalized)
+            return _linear_stack([math.prod(input_shape), *hidden, outputs], normalized)
     raise ValueError(f"unknown network {network!r}")

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from training.spec.dataset import (
     BuiltinDatasetSpec,
+    DownloadedDatasetSpec,
+    MNIST1DDatasetSpec,
     SequenceDatasetSpec,
     SyntheticDatasetSpec,
 )
@@ -31,6 +33,7 @@ MiB = 1 << 20
 RUNTIME_BYTES = 8 * MiB  # allocator slack and kernel workspaces of any job, beyond the imports
 EVAL_CHUNK = 8192  # rows evaluated at once (training.loop.EVAL_CHUNK)
 BUILTIN_ROWS = {"digits": 1797, "iris": 150, "wine": 178, "breast_cancer": 569, "diabetes": 442}
+DOWNLOADED_ROWS = {"mnist": 70_000, "fashion_mnist": 70_000, "cifar10": 60_000}  # train + official test
 # Bytes per number of X at the peak of generating it: float64 arrays and their temporaries.
 GENERATION_BYTES = {"adding": 16, "parity": 24, "sine_sequence": 24}
 SYNTHETIC_GENERATION_BYTES = 48  # the 2-D generators (scikit-learn's shuffle and add noise in copies)
@@ -84,6 +87,10 @@ def dataset_rows(spec: JobSpec) -> int | None:
         return dataset.samples
     if isinstance(dataset, BuiltinDatasetSpec):
         return BUILTIN_ROWS[dataset.name]
+    if isinstance(dataset, MNIST1DDatasetSpec):
+        return dataset.samples
+    if isinstance(dataset, DownloadedDatasetSpec):
+        return DOWNLOADED_ROWS[dataset.name]
     return None
 
 
@@ -107,7 +114,8 @@ def _data_loading(spec: JobSpec, numbers: int, rows: int) -> int:
         generated = SYNTHETIC_GENERATION_BYTES
     else:
         generated = GENERATION_BYTES.get(str(getattr(spec.dataset, "name", "")), READ_BYTES)
-    train_share = 1.0 - spec.dataset.validation_fraction - spec.dataset.test_fraction
+    test_fraction = getattr(spec.dataset, "test_fraction", 0.0)  # benchmarks: their official test set
+    train_share = 1.0 - spec.dataset.validation_fraction - test_fraction
     scaling = 16 if spec.normalization.inputs != InputScaling.none else 4
     return int(numbers * max(generated, 12 + scaling * train_share)) + 24 * rows
 
