@@ -24,7 +24,7 @@ from api.ui import install_ui
 from core.artifacts import ArtifactStore
 from core.broker import make_celery
 from core.config import Settings, get_settings
-from core.db import make_engine, make_session_factory
+from core.db import engine_for, make_session_factory
 
 DESCRIPTION = """
 Train neural networks as a service. Submit a **job spec** (network, activation, initialization,
@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for `settings` (default: the process settings); the schema must already be migrated."""
     settings = settings or get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.resolved_database_url)
+    engine = engine_for(settings)
     session_factory = make_session_factory(engine)
     celery_app = make_celery(settings)
 

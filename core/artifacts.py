@@ -12,9 +12,12 @@ from fsspec.core import url_to_fs
 CHUNK_BYTES = 1024 * 1024
 
 
-def checkpoint_key(job_id: str, name: str) -> str:
-    """Where a job's checkpoint lives in the artifact store."""
-    return f"jobs/{job_id}/checkpoints/{name}.safetensors"
+def checkpoint_key(job_id: str, name: str, attempt: str | None = None) -> str:
+    """Where a checkpoint lives: each attempt uploads under its own folder, so a replaced attempt never
+    overwrites the owner's files (the checkpoint row, promoted by the owner only, says which is current)."""
+    if attempt is None:
+        return f"jobs/{job_id}/checkpoints/{name}.safetensors"
+    return f"jobs/{job_id}/attempts/{attempt}/{name}.safetensors"
 
 
 class ArtifactStore:

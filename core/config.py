@@ -41,6 +41,14 @@ class Settings(BaseSettings):
     heartbeat_timeout: float = Field(
         60.0, gt=0, description="Seconds before a silent running job is re-queued."
     )
+    database_connect_timeout: float = Field(
+        5.0, gt=0, description="Seconds to wait for a database connection; a hung database answers 503."
+    )
+    database_statement_timeout: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds one statement may take (PostgreSQL), or wait for a lock (SQLite); then 503.",
+    )
     broker_poll_interval: float = Field(0.1, gt=0, description="Polling of the embedded broker, seconds.")
     max_attempts: int = Field(3, ge=1, description="Times a job may be lost with its worker before it fails.")
     reaper_interval: float = Field(5.0, gt=0, description="Seconds between reaper passes.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +12,8 @@ from typing import Any
 from sqlalchemy import MetaData, create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from core.config import Settings
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -32,10 +35,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def make_engine(url: str) -> Engine:
-    """An engine tuned per backend: SQLite gets WAL, a busy timeout and foreign keys."""
+def make_engine(url: str, *, connect_timeout: float = 5.0, statement_timeout: float | None = 15.0) -> Engine:
+    """An engine tuned per backend: SQLite gets WAL, a busy timeout and foreign keys.
+
+    Timeouts on both backends, so that a hung database is a prompt error (503), not a hung request:
+    connecting and waiting for a pooled connection take at most `connect_timeout` seconds, one
+    statement (PostgreSQL) or one wait for a lock (SQLite) at most `statement_timeout`.
+    """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        busy = statement_timeout if statement_timeout is not None else 30.0
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -46,7 +55,26 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    connect_args: dict[str, Any] = {"connect_timeout": max(1, math.ceil(connect_timeout))}
+    if statement_timeout is not None:
+        connect_args["options"] = f"-c statement_timeout={math.ceil(statement_timeout * 1000)}"
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        pool_timeout=connect_timeout,
+        connect_args=connect_args,
+    )
+
+
+def engine_for(settings: Settings) -> Engine:
+    """The engine of the configured database, with the configured timeouts."""
+    return make_engine(
+        settings.resolved_database_url,
+        connect_timeout=settings.database_connect_timeout,
+        statement_timeout=settings.database_statement_timeout,
+    )
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

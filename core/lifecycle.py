@@ -2,12 +2,14 @@
 
 Every function that writes is one transaction and commits it (as the API's services do): callers,
 the runner, the reaper and the routes, never commit.
-Writes that only the job's owner may make are conditional on (status running, worker), so a worker
-whose job was re-queued behind its back learns it (False) instead of overwriting the new attempt.
+Fencing: each claim gets a fresh attempt token, and every write only the job's owner may make is
+conditional on (status running, that token). A worker whose job was re-queued and claimed again learns
+it (False) and writes nothing more: no epoch row, checkpoint, result or status of a replaced attempt lands.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,9 +23,24 @@ from core.models import Checkpoint, EpochMetric, Job, JobStatus, WorkerBeat
 from core.models.job import requested_device
 
 
-def _owned(job_id: str, worker: str) -> Any:
-    """The WHERE clause of a write only the running job's worker may make."""
-    return (Job.id == job_id) & (Job.status == JobStatus.running) & (Job.worker == worker)
+def _owned(job_id: str, attempt: str) -> Any:
+    """The WHERE clause of a write only the attempt that owns the running job may make."""
+    return (Job.id == job_id) & (Job.status == JobStatus.running) & (Job.attempt == attempt)
+
+
+def _hold(session: Session, job_id: str, attempt: str) -> Any:
+    """Lock the job's row while `attempt` owns it (None, rolled back, when it does not)."""
+    row = _locked(session, job_id, attempt)
+    if row is None:
+        session.rollback()
+    return row
+
+
+def _locked(session: Session, job_id: str, attempt: str) -> Any:
+    """Lock the job's row while `attempt` owns it; None when it does not (the transaction goes on)."""
+    return session.execute(
+        select(Job.epoch_seconds, Job.epoch).where(_owned(job_id, attempt)).with_for_update()
+    ).first()
 
 
 def _upsert(session: Session, model: type, values: dict[str, Any], keys: list[str]) -> None:
@@ -41,9 +58,9 @@ def _commit_changed(session: Session, result: Any) -> bool:
     return bool(result.rowcount)
 
 
-def claim_job(session: Session, *, job_id: str, worker: str, device: str) -> bool:
-    """Move a queued job to running for `worker`; False when it is not queued (a duplicate delivery)."""
-    now = utcnow()
+def claim_job(session: Session, *, job_id: str, worker: str, device: str) -> str | None:
+    """Move a queued job to running for `worker`; the new attempt's token, None when it is not queued."""
+    now, attempt = utcnow(), secrets.token_hex(16)
     claimed = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.queued)
@@ -53,77 +70,68 @@ def claim_job(session: Session, *, job_id: str, worker: str, device: str) -> boo
             device=device,
             started_at=now,
             heartbeat_at=now,
+            attempt=attempt,
             attempts=Job.attempts + 1,
         )
         .execution_options(synchronize_session=False)
     )
-    return _commit_changed(session, claimed)
+    return attempt if _commit_changed(session, claimed) else None
 
 
-def heartbeat(session: Session, *, job_id: str, worker: str) -> bool:
-    """Say the job is alive; False when it is no longer this worker's (re-queued, cancelled, deleted)."""
-    beat = _beat(session, job_id=job_id, worker=worker)
-    session.commit()
-    return beat
+def holds(session: Session, *, job_id: str, attempt: str) -> bool:
+    """Whether `attempt` still owns the running job."""
+    return session.execute(select(Job.id).where(_owned(job_id, attempt))).first() is not None
 
 
-def _beat(session: Session, *, job_id: str, worker: str) -> bool:
+def heartbeat(session: Session, *, job_id: str, attempt: str) -> bool:
+    """Say the job is alive; False when the attempt no longer owns it (re-queued, finished, deleted)."""
     beat = session.execute(
         update(Job)
-        .where(_owned(job_id, worker))
+        .where(_owned(job_id, attempt))
         .values(heartbeat_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    return bool(beat.rowcount)  # type: ignore[attr-defined]
+    return _commit_changed(session, beat)
 
 
-def poll_group(
-    session: Session, *, job_ids: list[str], worker: str, beat: bool
-) -> dict[str, tuple[bool, bool]]:
-    """A replica group's jobs in one transaction: {job: (cancel requested, still ours)}; beats if asked."""
-    polled = {}
-    for job_id in job_ids:
-        ours = _beat(session, job_id=job_id, worker=worker) if beat else True
-        polled[job_id] = (is_cancel_requested(session, job_id=job_id), ours)
-    session.commit()
-    return polled
-
-
-def record_epoch(session: Session, *, job_id: str, worker: str, record: dict[str, Any]) -> bool:
+def record_epoch(session: Session, *, job_id: str, attempt: str, record: dict[str, Any]) -> bool:
     """Store one epoch's record and the job's progress; idempotent per (job, epoch). False: not ours."""
-    stored = _store_epoch(session, job_id=job_id, worker=worker, record=record)
-    session.commit() if stored else session.rollback()
-    return stored
+    job = _hold(session, job_id, attempt)
+    if job is None:
+        return False
+    _store_epoch(session, job, job_id=job_id, record=record)
+    session.commit()
+    return True
 
 
 def record_group_epoch(
-    session: Session,
-    *,
-    worker: str,
-    records: list[tuple[str, dict[str, Any]]],
-    checkpoints: list[dict[str, Any]],
+    session: Session, *, records: list[tuple[str, str, dict[str, Any]]], checkpoints: list[dict[str, Any]]
 ) -> list[str]:
-    """A replica group's epoch records and checkpoint rows in one transaction; returns the jobs not ours."""
-    lost = [
-        job_id
-        for job_id, record in records
-        if not _store_epoch(session, job_id=job_id, worker=worker, record=record)
-    ]
+    """A replica group's epoch rows (job, attempt, record) and checkpoint promotions in one transaction,
+    each fenced by its job's attempt; returns the jobs whose attempt no longer owns them."""
+    lost: set[str] = set()
+    for job_id, attempt, record in records:
+        job = _locked(session, job_id, attempt)
+        if job is None:
+            lost.add(job_id)
+        else:
+            _store_epoch(session, job, job_id=job_id, record=record)
     for checkpoint in checkpoints:
-        if checkpoint["job_id"] not in lost:
-            _store_checkpoint(session, **checkpoint)
+        if (
+            checkpoint["job_id"] in lost
+            or _locked(session, checkpoint["job_id"], checkpoint["attempt"]) is None
+        ):
+            lost.add(checkpoint["job_id"])
+            continue
+        _store_checkpoint(session, **{k: v for k, v in checkpoint.items() if k != "attempt"})
     session.commit()
-    return lost
+    return sorted(lost)
 
 
-def _store_epoch(session: Session, *, job_id: str, worker: str, record: dict[str, Any]) -> bool:
+def _store_epoch(session: Session, job: Any, *, job_id: str, record: dict[str, Any]) -> None:
+    """Upsert one epoch's row and the job's progress (the caller holds the job's row)."""
     epoch = int(record["epoch"])
     seconds = record.get("seconds")
-    job = session.execute(
-        select(Job.epoch_seconds, Job.epoch).where(_owned(job_id, worker)).with_for_update()
-    ).first()
-    if job is None:
-        return False
     _upsert(
         session,
         EpochMetric,
@@ -136,7 +144,6 @@ def _store_epoch(session: Session, *, job_id: str, worker: str, record: dict[str
         previous, done = job.epoch_seconds, max(job.epoch, 0)
         values["epoch_seconds"] = seconds if previous is None else (previous * done + seconds) / (done + 1)
     session.execute(update(Job).where(Job.id == job_id).values(**values))
-    return True
 
 
 def is_cancel_requested(session: Session, *, job_id: str) -> bool:
@@ -146,16 +153,20 @@ def is_cancel_requested(session: Session, *, job_id: str) -> bool:
 
 
 def record_checkpoint(
-    session: Session, *, job_id: str, name: str, uri: str, epoch: int, size_bytes: int
-) -> None:
-    """Remember where a checkpoint lives; `last` and `best` are overwritten as training goes."""
+    session: Session, *, job_id: str, attempt: str, name: str, uri: str, epoch: int, size_bytes: int
+) -> bool:
+    """Promote an uploaded checkpoint (the row readers and resumes follow); False: not ours."""
+    if _hold(session, job_id, attempt) is None:
+        return False
     _store_checkpoint(session, job_id=job_id, name=name, uri=uri, epoch=epoch, size_bytes=size_bytes)
     session.commit()
+    return True
 
 
 def _store_checkpoint(
     session: Session, *, job_id: str, name: str, uri: str, epoch: int, size_bytes: int
 ) -> None:
+    """Upsert the checkpoint row readers and resumes follow (the caller holds the job's row)."""
     _upsert(
         session,
         Checkpoint,
@@ -175,23 +186,50 @@ def finish_job(
     session: Session,
     *,
     job_id: str,
-    worker: str,
+    attempt: str,
     status: JobStatus,
     result: dict[str, Any] | None = None,
     error: str | None = None,
 ) -> bool:
-    """End a running job as succeeded, failed or cancelled; False when it was not this worker's."""
+    """End a running job as succeeded, failed or cancelled; False when the attempt no longer owns it.
+
+    `succeeded` needs a result and a stored record for every epoch it ran (a resumed run that had
+    nothing left to do included); otherwise the job fails, saying which epochs are missing.
+    """
+    if _hold(session, job_id, attempt) is None:
+        return False
+    if status == JobStatus.succeeded:
+        missing = unrecorded_epochs(session, job_id=job_id, result=result)
+        if missing:
+            status, error = JobStatus.failed, missing
     now = utcnow()
     finished = session.execute(
         update(Job)
-        .where(_owned(job_id, worker))
+        .where(_owned(job_id, attempt))
         .values(status=status, result=result, error=error, finished_at=now, heartbeat_at=now)
         .execution_options(synchronize_session=False)
     )
     return _commit_changed(session, finished)
 
 
-def hand_back(session: Session, *, job_id: str, worker: str) -> bool:
+def unrecorded_epochs(session: Session, *, job_id: str, result: dict[str, Any] | None) -> str | None:
+    """Why a run may not count as succeeded (no result, or epochs without a stored record); None if fine."""
+    if not result:
+        return "training ended without a result; run the job again"
+    ran = int(result.get("epochs_run") or 0)
+    stored = set(
+        session.scalars(
+            select(EpochMetric.epoch).where(EpochMetric.job_id == job_id, EpochMetric.epoch <= ran)
+        )
+    )
+    missing = [epoch for epoch in range(1, ran + 1) if epoch not in stored]
+    if not missing:
+        return None
+    shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
+    return f"training ran {ran} epochs but {len(missing)} have no stored record ({shown}); run the job again"
+
+
+def hand_back(session: Session, *, job_id: str, attempt: str) -> bool:
     """Return a running job to the queue (the worker is shutting down); it resumes from `last`.
 
     The claim is taken back too: a graceful hand-back is not a lost attempt, so restarts of workers
@@ -199,8 +237,14 @@ def hand_back(session: Session, *, job_id: str, worker: str) -> bool:
     """
     handed = session.execute(
         update(Job)
-        .where(_owned(job_id, worker))
-        .values(status=JobStatus.queued, worker=None, queued_at=utcnow(), attempts=Job.attempts - 1)
+        .where(_owned(job_id, attempt))
+        .values(
+            status=JobStatus.queued,
+            worker=None,
+            attempt=None,
+            queued_at=utcnow(),
+            attempts=Job.attempts - 1,
+        )
         .execution_options(synchronize_session=False)
     )
     return _commit_changed(session, handed)
@@ -247,7 +291,7 @@ def requeue_stale(
         changed = session.execute(
             update(Job)
             .where(still_stale)
-            .values(status=JobStatus.queued, worker=None, queued_at=now)
+            .values(status=JobStatus.queued, worker=None, attempt=None, queued_at=now)
             .execution_options(synchronize_session=False)
         )
         if changed.rowcount:  # type: ignore[attr-defined]

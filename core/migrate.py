@@ -26,7 +26,7 @@ def upgrade_database(url: str) -> None:
     """Run every migration up to head on the database at `url` (SQLite or PostgreSQL)."""
     if url.startswith("sqlite"):
         _sqlite_parent(url).mkdir(parents=True, exist_ok=True)
-    engine = make_engine(url)
+    engine = make_engine(url, statement_timeout=None)  # waiting for another process's migration is fine
     try:
         with engine.begin() as connection:
             if connection.dialect.name == "postgresql":

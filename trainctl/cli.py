@@ -75,12 +75,16 @@ def serve(
     concurrency: Annotated[int | None, typer.Option(min=1, help="Jobs at once in the worker.")] = None,
 ) -> None:
     """Run everything on this machine: migrations, the API and one worker (SQLite, no servers needed)."""
+    from core.process import AlreadyRunning
     from trainctl.server import serve as run_server
 
     settings = load_settings(data_dir)
     worker_args = [f"--threads={threads}"] if threads else []
     worker_args += [f"--concurrency={concurrency}"] if concurrency else []
-    run_server(settings, host=host, port=port, worker_args=worker_args)
+    try:
+        run_server(settings, host=host, port=port, worker_args=worker_args)
+    except AlreadyRunning as error:
+        raise fail(str(error)) from None
 
 
 @app.command()

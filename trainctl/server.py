@@ -14,7 +14,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from core.config import Settings
-from core.db import make_engine, make_session_factory
+from core.db import engine_for, make_session_factory
+from core.process import SUPERVISOR_PID_ENV, DataDirLock, die_with_parent
 
 log = logging.getLogger("trainctl.serve")
 
@@ -27,7 +28,7 @@ def ensure_first_key(settings: Settings) -> str | None:
     from api.auth.service import create_key
     from core.models import ApiKey
 
-    engine = make_engine(settings.resolved_database_url)
+    engine = engine_for(settings)
     try:
         with make_session_factory(engine)() as session:
             if session.scalar(select(func.count()).select_from(ApiKey)):
@@ -60,7 +61,7 @@ class WorkerSupervisor(threading.Thread):
             started = time.monotonic()
             # Its own session: Ctrl-C reaches only `serve`, which then stops the worker in order.
             self.process = subprocess.Popen(
-                self.command, env=self.env, start_new_session=True, preexec_fn=_die_with_parent
+                self.command, env=self.env, start_new_session=True, preexec_fn=die_with_parent
             )
             code = self.process.wait()
             if self._stopping.is_set():
@@ -88,15 +89,6 @@ class WorkerSupervisor(threading.Thread):
             process.wait()
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when `serve` dies, even by SIGKILL (Linux), so no worker is orphaned."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 def serve(settings: Settings, *, host: str, port: int, worker_args: list[str]) -> None:
     """Run migrations, make a first key, then the API in this process and a supervised worker child."""
     from api.main import create_app
@@ -106,6 +98,9 @@ def serve(settings: Settings, *, host: str, port: int, worker_args: list[str]) -
     from trainctl.http import run_api
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # One serve per data directory: two would run two sets of workers on one database.
+    lock = DataDirLock(settings.data_dir)
+    lock.acquire()
     upgrade_database(settings.resolved_database_url)
     secret = ensure_first_key(settings)
     if secret is not None:
@@ -115,10 +110,12 @@ def serve(settings: Settings, *, host: str, port: int, worker_args: list[str]) -
     # The only worker takes every queue, so that no job waits for a worker that does not exist.
     queues = ",".join(sorted({"cpu", "gpu", settings.default_queue}))
     worker_args = ["--queues", queues, *worker_args]
+    # The worker watches this pid: when serve is gone (even SIGKILLed), the worker and its pool follow.
     env = dict(os.environ, TRAINCTL_DATA_DIR=str(settings.data_dir.resolve()))
+    env[SUPERVISOR_PID_ENV] = str(os.getpid())
     worker = WorkerSupervisor([sys.executable, "-m", "trainctl", "worker", *worker_args], env)
     worker.start()
-    reaper_engine = make_engine(settings.resolved_database_url)
+    reaper_engine = engine_for(settings)
     reaper = ReaperThread(
         sessions=make_session_factory(reaper_engine), celery_app=make_celery(settings), settings=settings
     )
@@ -135,6 +132,7 @@ def serve(settings: Settings, *, host: str, port: int, worker_args: list[str]) -
         reaper.stop()
         worker.stop()
         reaper_engine.dispose()
+        lock.release()
 
 
 def data_dir_of(path: Path) -> Path:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import threading
 from typing import Any
 
 from celery.signals import worker_init, worker_process_init, worker_shutting_down
@@ -12,7 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.broker import REAPER_TASK, make_celery
 from core.config import get_settings
-from core.db import make_engine, make_session_factory
+from core.db import engine_for, make_session_factory
+from core.process import SUPERVISOR_PID_ENV, die_with_parent, watch_parent
 from worker import runner
 
 log = logging.getLogger(__name__)
@@ -34,7 +37,11 @@ celery_app.conf.update(
     },
 )
 
+ORPHAN_GRACE_S = 3.0  # how long a worker whose `serve` died may take to hand its jobs back
+
 _context: runner.WorkerContext | None = None
+_main_pid: int | None = None  # the worker's main process (pool children check it is still there)
+_prepared = False  # prepare_process() ran in this process
 _reaper_sessions: sessionmaker[Session] | None = None
 
 
@@ -64,12 +71,16 @@ def reaper_sessions() -> sessionmaker[Session]:
     """Sessions for the reaper task (a maintenance worker needs no torch)."""
     global _reaper_sessions
     if _reaper_sessions is None:
-        _reaper_sessions = make_session_factory(make_engine(get_settings().resolved_database_url))
+        _reaper_sessions = make_session_factory(engine_for(get_settings()))
     return _reaper_sessions
 
 
 def prepare_process() -> None:
     """Import torch, set its threads and warm it up once per process, so no job pays for it."""
+    global _prepared
+    if _prepared or not _trains():
+        return  # a maintenance-only worker (the reaper) trains nothing and skips torch
+    _prepared = True
     import torch
 
     import training
@@ -94,17 +105,41 @@ def prepare_process() -> None:
     log.info("worker process ready: %d torch threads", torch.get_num_threads())
 
 
+def _trains() -> bool:
+    """Whether this worker takes training jobs (not only the maintenance queue)."""
+    return set(os.environ.get(QUEUES_ENV, "").split(",")) != {MAINTENANCE_QUEUE}
+
+
 @worker_process_init.connect
 def _on_pool_child_start(**_kwargs: Any) -> None:
+    # Sent in each prefork child, and by the solo pool in the main process itself.
+    if _main_pid is not None and os.getpid() != _main_pid:
+        # A pool child never outlives the worker that forked it: its job is left to the reaper.
+        die_with_parent(signal.SIGKILL)
+        if os.getppid() != _main_pid:
+            os._exit(1)  # the worker died before the line above took effect
     prepare_process()
+
+
+def _orphaned() -> None:
+    """`trainctl serve` is gone: stop warmly (jobs hand back), and for sure within ORPHAN_GRACE_S."""
+    log.warning("trainctl serve is gone: stopping this worker within %.0f s", ORPHAN_GRACE_S)
+    runner.shutdown_requested.set()
+    timer = threading.Timer(ORPHAN_GRACE_S, lambda: os._exit(1))
+    timer.daemon = True
+    timer.start()
+    os.kill(os.getpid(), signal.SIGTERM)  # Celery's warm shutdown
 
 
 @worker_init.connect
 def _on_worker_start(sender: Any = None, **_kwargs: Any) -> None:
-    # With the solo pool the main process runs the jobs itself (no worker_process_init is sent); a
-    # maintenance-only worker (the reaper) trains nothing and skips torch.
-    trains = set(os.environ.get(QUEUES_ENV, "").split(",")) != {MAINTENANCE_QUEUE}
-    if trains and "solo" in str(getattr(sender, "pool_cls", "")).lower():
+    global _main_pid
+    _main_pid = os.getpid()
+    supervisor = os.environ.get(SUPERVISOR_PID_ENV)
+    if supervisor:
+        watch_parent(int(supervisor), _orphaned)
+    # With the solo pool the main process runs the jobs itself (prepared once, whichever signal comes).
+    if "solo" in str(getattr(sender, "pool_cls", "")).lower():
         prepare_process()
 
 

@@ -45,39 +45,44 @@ def run_group(context: WorkerContext, job_ids: list[str]) -> list[str]:
         return [runner.run_job(context, ids[0])]
     identity = context.identity
 
-    def claim(job_id: str) -> bool:
+    def claim(job_id: str) -> str | None:
         return context.write(
             lambda s: runner.lifecycle.claim_job(
                 s, job_id=job_id, worker=identity.name, device=identity.device
             )
         )
 
-    claimed = [job_id for job_id in ids if claim(job_id)]
-    log.info("replica group %s: claimed %s", ids, claimed)
+    claimed = {job_id: attempt for job_id in ids if (attempt := claim(job_id)) is not None}
+    log.info("replica group %s: claimed %s", ids, list(claimed))
     if not claimed:
         return ["skipped"]
-    context.beat(claimed[0])
+    context.beat(next(iter(claimed)))
     try:
         return _train_together(context, claimed)
     finally:
         context.beat(None)
 
 
-def _train_together(context: WorkerContext, job_ids: list[str]) -> list[str]:
-    """Prepare each claimed job, train the prepared ones as one group, and store each one's outcome."""
+def _train_together(context: WorkerContext, attempts: dict[str, str]) -> list[str]:
+    """Prepare each claimed job (id: attempt), train the prepared ones as one group, store each outcome."""
+    job_ids = list(attempts)
     outcomes: dict[str, str] = {}
     with (
-        GroupReport(context, job_ids) as report,
+        GroupReport(context, attempts) as report,
         tempfile.TemporaryDirectory(prefix="trainctl-group-") as scratch,
     ):
-        members: list[tuple[str, JobSpec, Path, ServiceCallback, str]] = []
+        members: list[tuple[str, JobSpec, Path, ServiceCallback]] = []
         for job_id in job_ids:
             out_dir = Path(scratch) / job_id
             try:
                 job = runner._load_job(context, job_id)
                 if job["cancel_requested"]:
                     outcomes[job_id] = finish(
-                        context, job_id, JobStatus.cancelled, error="cancelled before it started"
+                        context,
+                        job_id,
+                        attempts[job_id],
+                        JobStatus.cancelled,
+                        error="cancelled before it started",
                     )
                     continue
                 spec = runner._resolve_dataset(context, JobSpec.model_validate(job["spec"]), out_dir / "data")
@@ -85,9 +90,10 @@ def _train_together(context: WorkerContext, job_ids: list[str]) -> list[str]:
                 runner._fetch_last_checkpoint(context, job_id, out_dir)
             except Exception as error:
                 log.exception("job %s failed", job_id)
-                outcomes[job_id] = finish(context, job_id, JobStatus.failed, error=describe_error(error))
+                failure = describe_error(error)
+                outcomes[job_id] = finish(context, job_id, attempts[job_id], JobStatus.failed, error=failure)
                 continue
-            members.append((job_id, spec, out_dir / "run", report.members[job_id], job["device"]))
+            members.append((job_id, spec, out_dir / "run", report.members[job_id]))
         if members:
             from training.group import fit_group  # torch was imported when the worker process started
 
@@ -105,8 +111,11 @@ def _train_together(context: WorkerContext, job_ids: list[str]) -> list[str]:
             except Exception as error:
                 log.exception("replica group %s failed", [m[0] for m in members])
                 for job_id, *_ in members:
-                    outcomes[job_id] = finish(context, job_id, JobStatus.failed, error=describe_error(error))
+                    failure = describe_error(error)
+                    outcomes[job_id] = finish(
+                        context, job_id, attempts[job_id], JobStatus.failed, error=failure
+                    )
                 return [outcomes[job_id] for job_id in job_ids]
-            for (job_id, _, _, callback, device), result in zip(members, results, strict=True):
-                outcomes[job_id] = conclude(context, job_id, callback, result, device)
+            for (job_id, _, _, callback), result in zip(members, results, strict=True):
+                outcomes[job_id] = conclude(context, callback, result)
     return [outcomes[job_id] for job_id in job_ids]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from celery import Celery
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,19 +23,20 @@ from core import fairshare, lifecycle
 from core.artifacts import ArtifactStore, checkpoint_key
 from core.broker import publish_job
 from core.config import Settings
-from core.db import make_engine, make_session_factory
+from core.db import engine_for, make_session_factory
 from core.models import Checkpoint, Dataset, Job, JobStatus
 from core.models.job import requested_device
 from training.callbacks import Callback, CheckpointInfo
 from training.download import DatasetCache, using_cache
 from training.records import EpochRecord, RunResult
 from training.spec import FileDatasetSpec, JobSpec, UploadedDatasetSpec
+from worker.heartbeat import JobHeartbeat
 from worker.retention import drop_old_periodic, is_periodic
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-CANCEL_POLL_S = 0.5  # how stale a cancel request may be when the loop asks should_stop()
+HAND_BACK_AFTER_S = 10.0  # at shutdown, fit() has this long to reach a step before the job is handed back
 CLAIM_TRIES = 3  # picks when another worker claims the picked job first
 DB_RETRY_FOR_S = 120.0  # how long a write waits out an unreachable database before the job gives up
 
@@ -63,7 +65,7 @@ class WorkerContext:
         self.settings = settings
         self.celery_app = celery_app
         self.identity = identity
-        self.engine = make_engine(settings.resolved_database_url)
+        self.engine = engine_for(settings)
         self.sessions: sessionmaker[Session] = make_session_factory(self.engine)
         self.store = ArtifactStore(settings.resolved_artifacts_url)
         self.current_job_id: str | None = None
@@ -132,39 +134,57 @@ def is_transient(error: DBAPIError) -> bool:
 
 
 class ServiceCallback(Callback):
-    """Reports a running fit() back to the service: metrics rows, checkpoints, heartbeats, cancellation."""
+    """Reports a running fit() back to the service: metrics rows and checkpoints, fenced by the attempt."""
 
-    def __init__(self, context: WorkerContext, job_id: str) -> None:
-        self.context = context
-        self.job_id = job_id
-        self.lost = False
-        self.cancel_requested = False
+    def __init__(self, context: WorkerContext, job_id: str, attempt: str, heartbeat: JobHeartbeat) -> None:
+        self.context, self.job_id, self.attempt, self.heartbeat = context, job_id, attempt, heartbeat
+        self._replaced = False  # a write found the job owned by another attempt
         self.timed_out = False
         self._deadline = time.monotonic() + context.settings.max_job_seconds
-        self._next_poll = 0.0
-        self._next_beat = 0.0
-        # Often enough that a live job never looks stale, rarely enough to spare the database.
-        self._beat_every = max(CANCEL_POLL_S, min(10.0, context.settings.heartbeat_timeout / 4))
+
+    @property
+    def lost(self) -> bool:
+        """Whether this attempt no longer owns the job (or could not say so in time): it writes nothing."""
+        return self._replaced or self.heartbeat.lost.is_set() or self.heartbeat.expired.is_set()
+
+    @property
+    def cancel_requested(self) -> bool:
+        """Whether someone asked to cancel the job."""
+        return self.heartbeat.cancel_requested.is_set()
 
     def on_epoch_end(self, record: EpochRecord) -> None:
-        """One metrics row per epoch, with the heartbeat, in one transaction."""
-        worker = self.context.identity.name
+        """One metrics row per epoch, with the heartbeat, in one transaction (only while ours)."""
+        if self.lost:
+            return
         row = record.model_dump(mode="json")
         if not self.context.write(
-            lambda s: lifecycle.record_epoch(s, job_id=self.job_id, worker=worker, record=row)
+            lambda s: lifecycle.record_epoch(s, job_id=self.job_id, attempt=self.attempt, record=row)
         ):
-            self.lost = True
+            self._replaced = True
 
     def on_checkpoint(self, info: CheckpointInfo) -> None:
-        """Upload the checkpoint to the artifact store, then record where it is."""
-        key = checkpoint_key(self.job_id, info.name)
+        """Upload under this attempt's own name, then promote it; a replaced attempt does neither."""
+        if self.lost or not self.context.write(
+            lambda s: lifecycle.holds(s, job_id=self.job_id, attempt=self.attempt)
+        ):
+            self._replaced = True
+            return
+        key = checkpoint_key(self.job_id, info.name, attempt=self.attempt)
         self.context.store.put_file(info.path, key)
         size = info.path.stat().st_size
-        self.context.write(
+        if not self.context.write(
             lambda s: lifecycle.record_checkpoint(
-                s, job_id=self.job_id, name=info.name, uri=key, epoch=info.epoch, size_bytes=size
+                s,
+                job_id=self.job_id,
+                attempt=self.attempt,
+                name=info.name,
+                uri=key,
+                epoch=info.epoch,
+                size_bytes=size,
             )
-        )
+        ):
+            self._replaced = True
+            return
         if is_periodic(info.name):
             info.path.unlink(missing_ok=True)  # uploaded; a resume needs only `last` (and `best`)
             keep = self.context.settings.keep_checkpoints
@@ -172,50 +192,46 @@ class ServiceCallback(Callback):
                 self.context.store.delete_prefix(stale)
 
     def should_stop(self) -> bool:
-        """Stop on shutdown, a cancel request or a lost job; reads the database at most every 0.5 s."""
-        if shutdown_requested.is_set() or self.lost or self.cancel_requested or self.timed_out:
+        """Stop on shutdown, a cancel request, a lost attempt (flags the heartbeat thread keeps) or the
+        run-time limit."""
+        if shutdown_requested.is_set() or self.lost or self.heartbeat.must_stop or self.timed_out:
             return True
-        now = time.monotonic()
-        if now > self._deadline:
-            self.timed_out = True
-            return True
-        if now < self._next_poll:
-            return False
-        self._next_poll = now + CANCEL_POLL_S
-        beating = True
-        try:
-            with self.context.sessions() as session:
-                self.cancel_requested = lifecycle.is_cancel_requested(session, job_id=self.job_id)
-                if now >= self._next_beat:
-                    self._next_beat = now + self._beat_every
-                    worker = self.context.identity.name
-                    beating = lifecycle.heartbeat(session, job_id=self.job_id, worker=worker)
-        except DBAPIError:
-            # An unreachable database must not stop training: the epoch write waits it out instead.
-            log.warning("could not poll job %s; training on", self.job_id)
-            return False
-        self.lost = self.lost or (not beating and not self.cancel_requested)
-        return self.cancel_requested or self.lost
+        self.timed_out = time.monotonic() > self._deadline
+        return self.timed_out
 
 
 def run_job(context: WorkerContext, job_id: str) -> str:
     """Take this slot's turn: claim the fairest queued job (fairshare) and run it; returns what happened."""
     identity = context.identity
-    chosen = _claim_fair_job(context)
-    if chosen is None:
+    claimed = _claim_fair_job(context)
+    if claimed is None:
         log.info("message for job %s: no queued job may start now (done, taken, or owners at cap)", job_id)
         return "skipped"
-    log.info("job %s claimed by %s (for the message of %s)", chosen, identity.name, job_id)
+    chosen, attempt = claimed
+    log.info(
+        "job %s claimed by %s (attempt %s, for the message of %s)", chosen, identity.name, attempt, job_id
+    )
+    heartbeat = JobHeartbeat(
+        context.sessions,
+        job_id=chosen,
+        attempt=attempt,
+        timeout=context.settings.heartbeat_timeout,
+        shutting_down=shutdown_requested.is_set,
+        hand_back_after=HAND_BACK_AFTER_S,
+        hand_back=lambda: _hand_back(context, chosen, attempt) == "handed back",
+    )
+    heartbeat.start()
     context.beat(chosen)
     try:
-        return _train(context, chosen)
+        return _train(context, chosen, attempt, heartbeat)
     finally:
+        heartbeat.stop()
         context.beat(None)
         _wake_for_owner_of(context, chosen)
 
 
-def _claim_fair_job(context: WorkerContext) -> str | None:
-    """Claim the job fairshare picks (again if another worker took it first); None when none may start."""
+def _claim_fair_job(context: WorkerContext) -> tuple[str, str] | None:
+    """Claim the job fairshare picks (again if another worker took it first): (job id, attempt token)."""
     identity, settings = context.identity, context.settings
     for _ in range(CLAIM_TRIES):
         chosen = context.write(
@@ -229,8 +245,9 @@ def _claim_fair_job(context: WorkerContext) -> str | None:
         if chosen is None:
             return None
         claim = partial(lifecycle.claim_job, job_id=chosen, worker=identity.name, device=identity.device)
-        if context.write(claim):
-            return chosen
+        attempt = context.write(claim)
+        if attempt is not None:
+            return chosen, attempt
     return None
 
 
@@ -255,14 +272,16 @@ def _wake_for_owner_of(context: WorkerContext, job_id: str) -> None:
         )
 
 
-def _train(context: WorkerContext, job_id: str) -> str:
-    callback = ServiceCallback(context, job_id)
+def _train(context: WorkerContext, job_id: str, attempt: str, heartbeat: JobHeartbeat) -> str:
+    callback = ServiceCallback(context, job_id, attempt, heartbeat)
     with tempfile.TemporaryDirectory(prefix=f"trainctl-{job_id}-") as scratch:
         out_dir = Path(scratch)
         try:
             job = _load_job(context, job_id)
             if job["cancel_requested"]:
-                return finish(context, job_id, JobStatus.cancelled, error="cancelled before it started")
+                return finish(
+                    context, job_id, attempt, JobStatus.cancelled, error="cancelled before it started"
+                )
             spec = _resolve_dataset(context, JobSpec.model_validate(job["spec"]), out_dir / "data")
             # An earlier attempt (lost, or handed back at shutdown) left a `last` checkpoint: continue it.
             resume = _fetch_last_checkpoint(context, job_id, out_dir)
@@ -274,53 +293,55 @@ def _train(context: WorkerContext, job_id: str) -> str:
                 result = training.fit(spec, out_dir=out_dir / "run", callbacks=[callback], resume=resume)
         except Exception as error:
             log.exception("job %s failed", job_id)
-            return finish(context, job_id, JobStatus.failed, error=describe_error(error))
-
-        return conclude(context, job_id, callback, result, job["device"])
+            return finish(context, job_id, attempt, JobStatus.failed, error=describe_error(error))
+        return conclude(context, callback, result)
 
 
 def finish(
     context: WorkerContext,
     job_id: str,
+    attempt: str,
     status: JobStatus,
     result: dict[str, Any] | None = None,
     error: str | None = None,
 ) -> str:
-    """End a job this worker runs; "lost" when it was no longer this worker's."""
-    worker = context.identity.name
+    """End a job this attempt runs; "lost" when the attempt no longer owns it."""
     done = context.write(
         lambda s: lifecycle.finish_job(
-            s, job_id=job_id, worker=worker, status=status, result=result, error=error
+            s, job_id=job_id, attempt=attempt, status=status, result=result, error=error
         )
     )
     return status.value if done else "lost"
 
 
-def conclude(
-    context: WorkerContext, job_id: str, callback: ServiceCallback, result: RunResult, device: str
-) -> str:
-    """Store what fit() returned for the job (or hand it back when the worker is shutting down)."""
+def conclude(context: WorkerContext, callback: ServiceCallback, result: RunResult) -> str:
+    """Store what fit() returned for the callback's job (or hand it back when the worker is shutting down)."""
+    job_id, attempt = callback.job_id, callback.attempt
     outcome = result.model_dump(mode="json")
     if callback.lost:
-        log.warning("job %s was taken from this worker while it ran; its result is dropped", job_id)
+        log.warning("job %s is no longer this attempt's; its result is dropped", job_id)
         return "lost"
     if callback.timed_out:
         limit = context.settings.max_job_seconds
         return finish(
             context,
             job_id,
+            attempt,
             JobStatus.failed,
             result=outcome,
             error=f"stopped after {limit:g} s, this service's limit on a job's run time "
             "(TRAINCTL_MAX_JOB_SECONDS): ask for fewer epochs, or a smaller network or dataset",
         )
     if result.status == "cancelled" and shutdown_requested.is_set() and not callback.cancel_requested:
-        return _hand_back(context, job_id, device)
+        return _hand_back(context, job_id, attempt)
     if result.status == "succeeded":
-        return finish(context, job_id, JobStatus.succeeded, result=outcome)
+        return finish(context, job_id, attempt, JobStatus.succeeded, result=outcome)
     if result.status == "cancelled":
-        return finish(context, job_id, JobStatus.cancelled, result=outcome, error="cancelled on request")
-    return finish(context, job_id, JobStatus.failed, result=outcome, error=result.error or "training failed")
+        return finish(
+            context, job_id, attempt, JobStatus.cancelled, result=outcome, error="cancelled on request"
+        )
+    error = result.error or "training failed"
+    return finish(context, job_id, attempt, JobStatus.failed, result=outcome, error=error)
 
 
 def _load_job(context: WorkerContext, job_id: str) -> dict[str, Any]:
@@ -384,11 +405,11 @@ def _fetch_last_checkpoint(context: WorkerContext, job_id: str, out_dir: Path) -
     return True
 
 
-def _hand_back(context: WorkerContext, job_id: str, device: str) -> str:
+def _hand_back(context: WorkerContext, job_id: str, attempt: str) -> str:
     """Shutting down: give the job back to the queue; it resumes from its `last` checkpoint elsewhere."""
-    worker = context.identity.name
-    if not context.write(lambda s: lifecycle.hand_back(s, job_id=job_id, worker=worker)):
+    if not context.write(lambda s: lifecycle.hand_back(s, job_id=job_id, attempt=attempt)):
         return "lost"
+    device = context.write(lambda s: requested_device(s.scalar(select(Job.spec).where(Job.id == job_id))))
     publish_job(context.celery_app, job_id, device=device, default_queue=context.settings.default_queue)
     log.info("job %s handed back before shutdown", job_id)
     return "handed back"

@@ -55,6 +55,9 @@ class Job(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     worker: Mapped[str | None] = mapped_column(String(255))
+    # The token of the claim that owns the job while it runs: every write of that attempt is conditional
+    # on it, so a worker whose job was re-queued and claimed again writes nothing more.
+    attempt: Mapped[str | None] = mapped_column(String(32))
     device: Mapped[str | None] = mapped_column(String(32))
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # claims, less hand-backs at shutdown
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

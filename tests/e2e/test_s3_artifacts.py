@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from core.config import Settings
 from core.migrate import upgrade_database
+from core.models import Job
 from tests.e2e.harness import IRIS_SPEC, WorkerProcess, submit, wait_for_status
 
 pytestmark = pytest.mark.slow
@@ -86,7 +88,10 @@ def test_worker_writes_checkpoints_to_s3_and_api_streams_them(s3_endpoint: str, 
                 Bucket=BUCKET, Prefix=f"{prefix}/jobs/{job_id}/"
             )
             keys = {item["Key"] for item in listing.get("Contents", [])}
-            assert f"{prefix}/jobs/{job_id}/checkpoints/best.safetensors" in keys, keys
+            # Each attempt uploads under its own name; the job's (only) attempt's files are the promoted ones.
+            with app.state.session_factory() as session:
+                attempt = session.scalar(select(Job.attempt).where(Job.id == job_id))
+            assert f"{prefix}/jobs/{job_id}/attempts/{attempt}/best.safetensors" in keys, keys
 
             download = client.get(f"/v1/jobs/{job_id}/checkpoints/best", headers=headers)
             assert download.status_code == 200

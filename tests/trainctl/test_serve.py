@@ -97,3 +97,70 @@ def test_serve_runs_a_job_restarts_its_worker_and_stops_cleanly(tmp_path: Path) 
         if serve.poll() is None:
             serve.kill()
         log.close()
+
+
+def start_serve(
+    tmp_path: Path, data_dir: Path, port: int, log_name: str, *args: str
+) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINCTL_")}
+    env["TRAINCTL_REAPER_INTERVAL"] = "1"
+    command = [sys.executable, "-m", "trainctl", "serve", "--port", str(port), "--data-dir", str(data_dir)]
+    return subprocess.Popen(
+        [*command, *args],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(REPO_ROOT)},
+        stdout=(tmp_path / log_name).open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def descendants(pid: int) -> set[int]:
+    found, frontier = set(), {pid}
+    while frontier:
+        children = set().union(*(children_of(parent) for parent in frontier))
+        frontier = children - found
+        found |= children
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether the process exists and is not a zombie waiting to be reaped."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_killed_serve_takes_its_worker_and_pool_along(tmp_path: Path) -> None:
+    port, data_dir = free_port(), tmp_path / "var"
+    serve = start_serve(tmp_path, data_dir, port, "serve.log", "--concurrency", "2")
+    output = lambda: (tmp_path / "serve.log").read_text(errors="replace")[-5000:]  # noqa: E731
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+            wait_for(lambda: serve.poll() is None and worker_names(http), 60, output)
+        tree = descendants(serve.pid)
+        assert len(tree) >= 3, f"a worker and its two pool processes: {tree}"
+        serve.kill()  # SIGKILL: serve cannot stop anything itself
+        serve.wait()
+        wait_for(lambda: not any(alive(pid) for pid in tree), 10, "the worker or its pool outlived serve")
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+
+
+def test_a_second_serve_on_the_same_data_dir_refuses_to_start(tmp_path: Path) -> None:
+    port, data_dir = free_port(), tmp_path / "var"
+    first = start_serve(tmp_path, data_dir, port, "first.log")
+    output = lambda: (tmp_path / "first.log").read_text(errors="replace")[-5000:]  # noqa: E731
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+            wait_for(lambda: first.poll() is None and worker_names(http), 60, output)
+        second = start_serve(tmp_path, data_dir, free_port(), "second.log")
+        assert second.wait(timeout=60) == 1
+        refused = (tmp_path / "second.log").read_text()
+        assert "another trainctl serve" in refused and f"pid {first.pid}" in refused, refused
+        assert first.poll() is None, "the running serve is left alone"
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=40)

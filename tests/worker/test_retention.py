@@ -36,5 +36,5 @@ def test_only_the_newest_periodic_checkpoints_are_kept(
     with app.state.session_factory() as session:
         rows = session.scalars(select(Checkpoint).where(Checkpoint.job_id == job_id)).all()
     assert {row.name for row in rows} == kept
-    stored = Path(settings.resolved_artifacts_url) / "jobs" / job_id / "checkpoints"
-    assert {path.stem for path in stored.iterdir()} == kept
+    stored = Path(settings.resolved_artifacts_url) / "jobs" / job_id  # under the attempt's own folder
+    assert {path.stem for path in stored.rglob("*.safetensors")} == kept

@@ -1,8 +1,8 @@
-"""job.replica_group: the jobs of a sweep trained together as one stacked model
+"""job.attempt: the token of the claim that owns a running job (fencing of a replaced worker's writes)
 
 Revision ID: 0005
 Revises: 0004
-Create Date: 2026-12-06 06:20:00
+Create Date: 2026-12-06 06:00:00
 """
 
 from collections.abc import Sequence
@@ -18,11 +18,11 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     """Apply this revision."""
-    op.add_column("job", sa.Column("replica_group", sa.String(length=64), nullable=True))
-    op.create_index("ix_job_replica_group", "job", ["replica_group"])
+    with op.batch_alter_table("job", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("attempt", sa.String(length=32), nullable=True))
 
 
 def downgrade() -> None:
     """Revert this revision."""
-    op.drop_index("ix_job_replica_group", table_name="job")
-    op.drop_column("job", "replica_group")
+    with op.batch_alter_table("job", schema=None) as batch_op:
+        batch_op.drop_column("attempt")
