@@ -111,5 +111,9 @@ def test_a_job_past_the_time_limit_fails_naming_the_limit(
         job = session.get(Job, job_id)
         assert job is not None and job.status == "failed"
         assert "TRAINCTL_MAX_JOB_SECONDS" in (job.error or "") and "1 s" in (job.error or "")
-        epochs = list(session.scalars(select(EpochMetric.epoch).where(EpochMetric.job_id == job_id)))
+        epochs = list(
+            session.scalars(
+                select(EpochMetric.epoch).where(EpochMetric.job_id == job_id).order_by(EpochMetric.epoch)
+            )
+        )
     assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) < 10_000
