@@ -29,7 +29,7 @@ class GroupReport:
     def __init__(self, context: WorkerContext, attempts: dict[str, str]) -> None:
         self.context = context
         self.members = {
-            job_id: GroupMember(self, job_id, attempt, _heartbeat(context, job_id, attempt))
+            job_id: GroupMember(self, job_id, attempt, _heartbeat(context, job_id, attempt, attempts))
             for job_id, attempt in attempts.items()
         }
         self.epochs: list[tuple[str, str, dict[str, Any]]] = []
@@ -58,7 +58,14 @@ class GroupReport:
             self.members[job_id].replaced()
 
 
-def _heartbeat(context: WorkerContext, job_id: str, attempt: str) -> JobHeartbeat:
+def _heartbeat(context: WorkerContext, job_id: str, attempt: str, group: dict[str, str]) -> JobHeartbeat:
+    """The member's heartbeat; when shutdown finds the group stuck in a long phase, whichever member's
+    thread notices first hands back every job of the group (the process then ends)."""
+
+    def hand_back_group() -> bool:
+        outcomes = {member: _hand_back(context, member, token) for member, token in group.items()}
+        return outcomes[job_id] == "handed back"
+
     return JobHeartbeat(
         context.sessions,
         job_id=job_id,
@@ -66,7 +73,7 @@ def _heartbeat(context: WorkerContext, job_id: str, attempt: str) -> JobHeartbea
         timeout=context.settings.heartbeat_timeout,
         shutting_down=shutdown_requested.is_set,
         hand_back_after=HAND_BACK_AFTER_S,
-        hand_back=lambda: _hand_back(context, job_id, attempt) == "handed back",
+        hand_back=hand_back_group,
     )
 
 
