@@ -16,7 +16,7 @@ from core.broker import REAPER_TASK, make_celery
 from core.config import get_settings
 from core.db import engine_for, make_session_factory
 from core.process import SUPERVISOR_PID_ENV, die_with_parent, watch_parent
-from worker import runner
+from worker.context import WorkerContext, WorkerIdentity, shutdown_requested
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ celery_app.conf.update(
 
 ORPHAN_GRACE_S = 3.0  # how long a worker whose `serve` died may take to hand its jobs back
 
-_context: runner.WorkerContext | None = None
+_context: WorkerContext | None = None
 _main_pid: int | None = None  # the worker's main process (pool children check it is still there)
 _prepared = False  # prepare_process() ran in this process
 _reaper_sessions: sessionmaker[Session] | None = None
@@ -55,15 +55,15 @@ def worker_device() -> str:
     return "cpu"
 
 
-def worker_context() -> runner.WorkerContext:
+def worker_context() -> WorkerContext:
     """This process's engine, sessions and store, created on first use (after the fork)."""
     global _context
     if _context is None:
         queues = os.environ.get(QUEUES_ENV, "")
-        identity = runner.WorkerIdentity(
+        identity = WorkerIdentity(
             name=f"{socket.gethostname()}:{os.getpid()}", device=worker_device(), queues=queues
         )
-        _context = runner.WorkerContext(get_settings(), identity, celery_app)
+        _context = WorkerContext(get_settings(), identity, celery_app)
     return _context
 
 
@@ -124,7 +124,7 @@ def _on_pool_child_start(**_kwargs: Any) -> None:
 def _orphaned() -> None:
     """`trainctl serve` is gone: stop warmly (jobs hand back), and for sure within ORPHAN_GRACE_S."""
     log.warning("trainctl serve is gone: stopping this worker within %.0f s", ORPHAN_GRACE_S)
-    runner.shutdown_requested.set()
+    shutdown_requested.set()
     timer = threading.Timer(ORPHAN_GRACE_S, lambda: os._exit(1))
     timer.daemon = True
     timer.start()
@@ -147,4 +147,4 @@ def _on_worker_start(sender: Any = None, **_kwargs: Any) -> None:
 def _on_shutdown(**_kwargs: Any) -> None:
     # Warm shutdown: running jobs (here or in pool children) checkpoint at the next step and go back
     # to the queue.
-    runner.shutdown_requested.set()
+    shutdown_requested.set()
