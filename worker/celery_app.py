@@ -36,6 +36,9 @@ celery_app.conf.update(
 
 _context: runner.WorkerContext | None = None
 _reaper_sessions: sessionmaker[Session] | None = None
+# The Celery worker this process belongs to, set in its main process before the pool forks (children
+# inherit it): GET /v1/workers groups training processes by it.
+_node: dict[str, Any] = {}
 
 
 def worker_device() -> str:
@@ -53,8 +56,15 @@ def worker_context() -> runner.WorkerContext:
     global _context
     if _context is None:
         queues = os.environ.get(QUEUES_ENV, "")
+        host = socket.gethostname()
         identity = runner.WorkerIdentity(
-            name=f"{socket.gethostname()}:{os.getpid()}", device=worker_device(), queues=queues
+            name=f"{host}:{os.getpid()}",
+            device=worker_device(),
+            queues=queues,
+            node=_node.get("name"),
+            host=host,
+            pid=_node.get("pid", os.getpid()),
+            concurrency=_node.get("concurrency"),
         )
         _context = runner.WorkerContext(get_settings(), identity, celery_app)
     return _context
@@ -98,6 +108,8 @@ def _on_pool_child_start(**_kwargs: Any) -> None:
 
 @worker_init.connect
 def _on_worker_start(sender: Any = None, **_kwargs: Any) -> None:
+    _node.update(name=getattr(sender, "hostname", None), pid=os.getpid())
+    _node["concurrency"] = getattr(sender, "concurrency", None)
     # With the solo pool the main process runs the jobs itself (no worker_process_init is sent); a
     # maintenance-only worker (the reaper) trains nothing and skips torch.
     trains = set(os.environ.get(QUEUES_ENV, "").split(",")) != {MAINTENANCE_QUEUE}

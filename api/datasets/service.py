@@ -9,10 +9,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.datasets.schemas import DatasetList, DatasetOut
-from api.errors import NotFound, PayloadTooLarge, Unprocessable
+from api.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
 from core.artifacts import ArtifactStore
 from core.config import Settings
-from core.models import Dataset
+from core.models import Dataset, Job, JobStatus
 from training.spec import Task
 from training.tabular import DatasetError, Table, read_csv, read_npz
 
@@ -134,3 +134,29 @@ def get_dataset(session: Session, *, owner: str, dataset_id: str) -> DatasetOut:
     if row is None:
         raise NotFound(f"no dataset with id {dataset_id!r}")
     return _to_out(row)
+
+
+def delete_dataset(session: Session, *, owner: str, dataset_id: str, artifacts: ArtifactStore) -> None:
+    """Delete an upload and its file; Conflict while a queued or running job trains on it."""
+    row = session.scalar(select(Dataset).where(Dataset.id == dataset_id, Dataset.owner == owner))
+    if row is None:
+        raise NotFound(f"no dataset with id {dataset_id!r}")
+    users = session.scalars(
+        select(Job.id)
+        .where(
+            Job.owner == owner,
+            Job.status.in_([JobStatus.queued, JobStatus.running]),
+            Job.spec[("dataset", "id")].as_string() == dataset_id,
+        )
+        .limit(4)
+    ).all()
+    if users:
+        more = ", ..." if len(users) > 3 else ""
+        raise Conflict(
+            f"dataset {dataset_id} is used by unfinished jobs ({', '.join(users[:3])}{more}); "
+            "wait for them to end or cancel them"
+        )
+    uri = row.uri
+    session.delete(row)
+    session.commit()
+    artifacts.delete_prefix(uri)

@@ -17,6 +17,8 @@ Tag = Annotated[
 ]
 MAX_TAGS = 20
 MAX_PREDICT_ROWS = 10_000
+MAX_NOTES = 10_000
+Notes = Annotated[str, StringConstraints(max_length=MAX_NOTES, pattern=r"^[^\x00]*$")]
 
 
 class JobCreate(BaseModel):
@@ -32,6 +34,21 @@ class JobCreate(BaseModel):
     )
     tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS, description="Labels to filter by.")
     spec: JobSpec
+
+
+class JobUpdate(BaseModel):
+    """What PATCH changes: name, tags (the whole list) and notes; absent fields stay, null clears."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"tags": ["baseline", "keep"], "notes": "Adam at 1e-2 diverges."}]},
+    )
+
+    name: str | None = Field(
+        None, min_length=1, max_length=200, pattern=PRINTABLE, description="A label for people."
+    )
+    tags: list[Tag] | None = Field(None, max_length=MAX_TAGS, description="The new tags (replace the old).")
+    notes: Notes | None = Field(None, description=f"Free text for people (at most {MAX_NOTES} characters).")
 
 
 class Progress(BaseModel):
@@ -58,6 +75,7 @@ class JobSummary(BaseModel):
     started_at: UtcDateTime | None
     finished_at: UtcDateTime | None
     sweep_id: str | None = Field(None, description="The sweep that created this job, if any.")
+    notes: str | None = Field(None, description="Free text for people (PATCH sets it).")
 
 
 class JobDetail(JobSummary):
