@@ -23,7 +23,7 @@ from training.spec import (
     UploadedDatasetSpec,
     example_kind,
 )
-from training.tabular import DatasetError, Table, make_table, read_dataset
+from training.tabular import ClassLabel, DatasetError, Table, class_label, make_table, read_dataset
 
 _BUILTIN_LOADERS = {
     "digits": skdatasets.load_digits,
@@ -122,7 +122,7 @@ def load_table(spec: DatasetSpec) -> Table:
             ]
             table = make_table(bunch.data, bunch.target, names, task)
             if task == Task.classification and "target_names" in bunch:  # iris: setosa, not "0"
-                table.class_labels = [str(label) for label in bunch.target_names]
+                table.class_labels = [class_label(label) for label in bunch.target_names]
             return table
         case SyntheticDatasetSpec():
             return _synthetic(spec)
@@ -194,7 +194,7 @@ class Splits:
     scaler: Scaler
     feature_scale: float  # largest |x| of the raw training features, for lint
     feature_names: list[str]
-    class_labels: list[str] | None
+    class_labels: list[ClassLabel] | None
 
     @property
     def kind(self) -> DataKind:

@@ -6,6 +6,7 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +20,20 @@ class DatasetError(ValueError):
     """A dataset that cannot be used, with a message that says why and what to do."""
 
 
+ClassLabel = int | float | str
+
+
+def class_label(value: Any) -> ClassLabel:
+    """A class label as the dataset has it: whole numbers as int (digits: 3, not "3"), text as str."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, int | float) else str(value)
+
+
 @dataclass
 class Table:
     """Features, target and what kind of problem they pose."""
@@ -28,7 +43,7 @@ class Table:
     task: Task
     classes: int | None
     feature_names: list[str]
-    class_labels: list[str] | None = None  # original label of each class index
+    class_labels: list[ClassLabel] | None = None  # original label of each class index, in its own type
 
 
 def infer_task(y: np.ndarray) -> Task:
@@ -64,7 +79,8 @@ def make_table(X: np.ndarray, y: np.ndarray, feature_names: list[str], task: Tas
         labels, codes = np.unique(y.astype(str) if y.dtype.kind == "O" else y, return_inverse=True)
         if len(labels) < 2:
             raise DatasetError("a classification target needs at least two classes")
-        return Table(X, codes.astype(np.int64), task, len(labels), feature_names, [str(v) for v in labels])
+        classes = [class_label(v) for v in labels]
+        return Table(X, codes.astype(np.int64), task, len(labels), feature_names, classes)
     try:
         values = y.astype(np.float32)
     except (TypeError, ValueError):

@@ -10,6 +10,7 @@ from api.schema_types import UtcDateTime
 from core.models import JobStatus
 from training.records import EpochRecord, RunResult
 from training.spec import EXAMPLE_SPEC, JobSpec, SpecWarning
+from training.tabular import ClassLabel
 
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # no control characters: they break logs, CSV and PostgreSQL text
 Tag = Annotated[
@@ -139,6 +140,15 @@ class PredictResponse(BaseModel):
     job_id: str
     checkpoint: str = Field(description="Which checkpoint answered: best, or last when there is no best.")
     epoch: int
-    classes: list[str] | None = Field(None, description="Classification: the predicted class of each row.")
-    probabilities: list[list[float]] | None = Field(None, description="Classification: class probabilities.")
+    classes: list[ClassLabel] | None = Field(
+        None,
+        description="Classification: the predicted class of each row, in the dataset's own type (digits: "
+        "integers, iris: names).",
+    )
+    probabilities: list[list[float]] | None = Field(
+        None, description="Classification: per row, the probability of each class in `class_labels` order."
+    )
+    class_labels: list[ClassLabel] | None = Field(
+        None, description="Classification: the class of each probability column.", examples=[[0, 1, 2]]
+    )
     values: list[list[float]] | None = Field(None, description="Regression: predicted values of each row.")
