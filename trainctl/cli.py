@@ -194,11 +194,11 @@ def keys_list(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    typer.echo(f"{'ID':<21} {'OWNER':<20} {'CREATED':<19} REVOKED")
+    typer.echo(f"{'ID':<20} {'OWNER':<18} {'CREATED (UTC)':<16} REVOKED")
     for row in rows:
-        created = str(row["created_at"])[:19]
-        revoked = str(row["revoked_at"] or "-")[:19]
-        typer.echo(f"{row['id']:<21} {str(row['owner'])[:20]:<20} {created:<19} {revoked}")
+        created = str(row["created_at"])[:16].replace("T", " ")
+        revoked = str(row["revoked_at"] or "-")[:16].replace("T", " ")
+        typer.echo(f"{row['id']:<20} {str(row['owner'])[:18]:<18} {created:<16} {revoked}")
 
 
 @keys_app.command("revoke")

@@ -85,26 +85,31 @@ class HttpClient:
 
     def _with_retries(self, method: str, headers: Mapping[str, str] | None, send: Callable[[], Any]) -> Any:
         """send() until it answers something other than a connection error or 503, or time runs out."""
-        deadline = time.monotonic() + self.retry.total
+        start, slept = time.monotonic(), 0.0
         safe = is_retry_safe(method, headers)
         attempt = 0
+
+        def out_of_time(wait: float) -> bool:
+            return max(time.monotonic() - start, slept) + wait > self.retry.total
+
         while True:
             attempt += 1
             try:
                 response = send()
             except httpx.TransportError as error:
                 wait = self.retry.delay(attempt, None)
-                if not safe or time.monotonic() + wait > deadline:
+                if not safe or out_of_time(wait):
                     reason = type(error).__name__ + (f": {error}" if str(error) else "")
                     raise ServerUnreachable(self.url, reason) from error
             else:
                 if not (safe and response.status_code in RETRY_STATUSES):
                     return response
                 wait = self.retry.delay(attempt, response)
-                if time.monotonic() + wait > deadline:
+                if out_of_time(wait):
                     return response
                 response.close()
             self._sleep(wait)
+            slept += wait
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One request (retried when safe); a problem answer raises TrainctlError."""
