@@ -208,14 +208,13 @@ def compare_table(result: dict[str, Any], metric: str) -> tuple[RichTable, list[
     if grouped:
         differing.pop("training.seed", None)
     columns = list(differing)
-    headers = short_headers(columns)
     table = RichTable(title=f"compare by {metric}", title_justify="left")
     table.add_column("")
     if grouped:
         best_key = result.get("best_group")
         table.add_column("jobs")
         for column in columns:
-            table.add_column(headers[column], overflow="fold")
+            table.add_column(column, overflow="fold")
         others = {n for g in groups for n in g.get("metrics", {}) if n not in {metric, "epochs_to_target"}}
         metric_names = [metric, *sorted(others, key=lambda n: (not n.startswith("test"), n))]
         metric_names = [n for n in metric_names if any(n in g.get("metrics", {}) for g in groups)][:4]
