@@ -226,7 +226,7 @@ def test_download_a_checkpoint(live_server: LiveServer, tmp_path: Path) -> None:
     missing = trainctl(
         live_server, "download", job_id, "--checkpoint", "epoch-9999", "-o", str(tmp_path / "x")
     )
-    assert missing.exit_code == 2 and not (tmp_path / "x").exists()
+    assert missing.exit_code == 1 and not (tmp_path / "x").exists()  # not found
 
 
 def test_grid_values_parse_as_json_when_they_can() -> None:
