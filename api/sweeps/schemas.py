@@ -105,7 +105,7 @@ class SweepSummary(BaseModel):
 class SweepDetail(SweepSummary):
     """A sweep with its jobs, in grid order (seeds innermost)."""
 
-    base: dict[str, Any] = Field(description="The base spec, normalized.")
+    base: JobSpec = Field(description="The base spec, normalized.")
     jobs: list[SweepJob]
 
 

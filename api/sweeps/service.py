@@ -217,7 +217,7 @@ def _detail(sweep: Sweep, jobs: list[Job]) -> SweepDetail:
         counts=_counts(Counter(job.status for job in jobs)),
         tags=sweep.tags or [],
         notes=sweep.notes,
-        base=sweep.base,
+        base=JobSpec.model_validate(sweep.base),
         jobs=[
             SweepJob(
                 id=job.id,
