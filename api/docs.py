@@ -29,7 +29,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "default-src 'self'",
         "script-src 'self' 'unsafe-inline'",  # the inline script that starts Swagger UI
         "style-src 'self' 'unsafe-inline'",
-        "img-src 'self' data: blob:",  # Swagger UI shows an image response (a plot) from a blob: URL
+        "img-src 'self' data: blob:",  # Swagger UI shows image responses (the plots) as blob: URLs
         "font-src 'self' data:",
         "connect-src 'self'",
         "worker-src 'self' blob:",  # ReDoc's search worker

@@ -21,6 +21,7 @@ from api.openapi import install_openapi
 from api.plots.router import router as plots_router
 from api.specs.router import router as specs_router
 from api.sweeps.router import router as sweeps_router
+from api.ui import install_ui
 from api.workers.router import router as workers_router
 from core.artifacts import ArtifactStore
 from core.broker import make_celery
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_docs(app)
     install_openapi(app)
+    install_ui(app, settings)
     routers = (jobs_router, events_router, plots_router, sweeps_router, compare_router)
     for router in (*routers, specs_router, datasets_router, workers_router, health_router, monitoring_router):
         app.include_router(router)

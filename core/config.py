@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -61,6 +61,14 @@ class Settings(BaseSettings):
         1.0, ge=0.05, description="Seconds between database reads of the shared live-events poller."
     )
     events_keepalive: float = Field(15.0, gt=0, description="Seconds between keep-alive comments on events.")
+    session_secret: SecretStr | None = Field(
+        None,
+        description="Signs dashboard session cookies; set the same value on every API replica. "
+        "Default: a random secret kept in DATA_DIR/session-secret.",
+    )
+    session_max_age: int = Field(
+        8 * 3600, ge=60, le=30 * 24 * 3600, description="Seconds a dashboard sign-in lasts."
+    )
 
     @property
     def resolved_database_url(self) -> str:

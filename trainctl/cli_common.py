@@ -156,7 +156,9 @@ def print_summary(job: dict[str, Any], console: Console) -> None:
         metrics = result.get(part)
         if metrics:
             epoch = f"(epoch {metrics['epoch']}) " if metrics.get("epoch") is not None else ""
-            cells = "  ".join(f"{k} {fmt(v)}" for k, v in metrics.items() if k.endswith(SUMMARY_SUFFIXES))
+            shown = {k: v for k, v in metrics.items() if k.endswith(SUMMARY_SUFFIXES)}
+            # the running training-mode figures are not comparable with val_*: the summary leaves them out
+            cells = "  ".join(f"{k} {fmt(v)}" for k, v in shown.items() if not k.startswith("train_running_"))
             console.print(f"  {part:<5} {epoch}{cells}")
     if job.get("error"):
         console.print(f"  error: {job['error']}")

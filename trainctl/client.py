@@ -218,13 +218,19 @@ class Client(SweepsClient):
         """Delete a finished job with its metrics and files."""
         self._request("DELETE", f"/v1/jobs/{job_id}")
 
-    def predict(self, job_id: str, inputs: list[list[float]]) -> dict[str, Any]:
-        """Predictions of the job's best checkpoint on raw rows."""
-        result: dict[str, Any] = self._json("POST", f"/v1/jobs/{job_id}/predict", json={"inputs": inputs})
+    def predict(
+        self, job_id: str, inputs: list[list[float]], checkpoint: str | None = None
+    ) -> dict[str, Any]:
+        """Predictions on raw rows by the checkpoint result.test measured, or by `checkpoint` (best, last)."""
+        body: dict[str, Any] = {"inputs": inputs} | ({"checkpoint": checkpoint} if checkpoint else {})
+        result: dict[str, Any] = self._json("POST", f"/v1/jobs/{job_id}/predict", json=body)
         return result
 
-    def download(self, job_id: str, checkpoint: str = "best", path: str | Path | None = None) -> Path:
-        """Save a checkpoint (safetensors) to `path` (default: JOB-CHECKPOINT.safetensors here)."""
+    def download(self, job_id: str, checkpoint: str = "model", path: str | Path | None = None) -> Path:
+        """Save a checkpoint (safetensors) to `path` (default: JOB-CHECKPOINT.safetensors here).
+
+        `model` is the checkpoint whose weights result.test measured; or best, last, epoch-NNNNN.
+        """
         target = Path(path) if path is not None else Path(f"{job_id}-{checkpoint}.safetensors")
         return self._save(f"/v1/jobs/{job_id}/checkpoints/{checkpoint}", target)
 

@@ -160,7 +160,9 @@ def metrics(
 
 def download(
     job_id: JobArg,
-    checkpoint: Annotated[str, typer.Option(help="best, last, or epoch-NNNN.")] = "best",
+    checkpoint: Annotated[
+        str, typer.Option(help="model (the weights result.test measured), best, last, or epoch-NNNNN.")
+    ] = "model",
     output: Annotated[
         Path | None,
         typer.Option("-o", "--output", help="File to write (default JOB-CHECKPOINT.safetensors)."),

@@ -59,11 +59,14 @@ def save_checkpoint(
     meta: dict[str, Any],
     optimizer: torch.optim.Optimizer | None = None,
     rng: dict[str, torch.Tensor] | None = None,
+    targets: Scaler | None = None,
 ) -> None:
     """Write atomically (temp file, then rename) so a reader never sees half a checkpoint."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors["scaler.shift"], tensors["scaler.scale"] = scaler.shift, scaler.scale
-    meta = {**meta, "scaler": scaler.kind.value}
+    meta = {**meta, "scaler": scaler.kind.value, "target_scaler": targets.kind.value if targets else None}
+    if targets is not None:
+        tensors["target_scaler.shift"], tensors["target_scaler.scale"] = targets.shift, targets.scale
     if optimizer is not None:
         optim_tensors, meta["optimizer"] = _flatten_optimizer(optimizer.state_dict())
         tensors.update(optim_tensors)
@@ -183,6 +186,7 @@ class TrainedModel:
     outputs: int
     epoch: int
     class_labels: list[ClassLabel] | None
+    targets: Scaler | None = None  # the network predicts regression targets in these scaled units
 
     def predict(self, inputs: Any) -> dict[str, Any]:
         """Classes and probabilities (classification) or values (regression) for raw, unscaled inputs."""
@@ -203,7 +207,7 @@ class TrainedModel:
                 "probabilities": probabilities.tolist(),
                 "class_labels": labels,  # the class of each probability column
             }
-        return {"values": out.tolist()}
+        return {"values": (self.targets.invert(out) if self.targets is not None else out).tolist()}
 
 
 def load_model(path: str | Path) -> TrainedModel:
@@ -215,6 +219,10 @@ def load_model(path: str | Path) -> TrainedModel:
     module.load_state_dict(prefixed(tensors, "model."))
     module.eval()
     scaler = Scaler(InputScaling(meta["scaler"]), tensors["scaler.shift"], tensors["scaler.scale"])
+    targets = None
+    if meta.get("target_scaler"):  # absent from checkpoints written before targets were scaled
+        shift, scale = tensors["target_scaler.shift"], tensors["target_scaler.scale"]
+        targets = Scaler(InputScaling(meta["target_scaler"]), shift, scale)
     return TrainedModel(
         spec=spec,
         module=module,
@@ -224,4 +232,5 @@ def load_model(path: str | Path) -> TrainedModel:
         outputs=meta["outputs"],
         epoch=meta["epoch"],
         class_labels=meta.get("class_labels"),
+        targets=targets,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from training.spec import (
     InputScaling,
     SequenceDatasetSpec,
     SyntheticDatasetSpec,
+    TargetScaling,
     Task,
     UploadedDatasetSpec,
     example_kind,
@@ -170,6 +171,12 @@ class Scaler:
             return X
         return ((X.double() - self.shift.to(X.device)) / self.scale.to(X.device)).to(X.dtype)
 
+    def invert(self, X: torch.Tensor) -> torch.Tensor:
+        """Back to the original units: x = x' · scale + shift."""
+        if self.kind == InputScaling.none:
+            return X
+        return (X.double() * self.scale.to(X.device) + self.shift.to(X.device)).to(X.dtype)
+
 
 def scale_inputs(scaler: Scaler, X: torch.Tensor, input_shape: tuple[int, ...]) -> torch.Tensor:
     """Apply the scaler to raw examples; images are scaled per pixel, as flat feature vectors."""
@@ -195,6 +202,8 @@ class Splits:
     feature_scale: float  # largest |x| of the raw training features, for lint
     feature_names: list[str]
     class_labels: list[ClassLabel] | None
+    targets: Scaler | None = None  # regression targets are trained on in these scaled units
+    unstratified_classes: list[str] = field(default_factory=list)  # see _split
 
     @property
     def kind(self) -> DataKind:
@@ -206,26 +215,58 @@ class Splits:
         """Time steps per example, for sequences."""
         return self.input_shape[0] if self.kind == "sequence" else None
 
+    def train_sample(self, limit: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training split, or a sample of `limit` of its rows fixed by the seed (same every epoch)."""
+        if len(self.X_train) <= limit:
+            return self.X_train, self.y_train
+        generator = torch.Generator().manual_seed(seed)  # its own: the run's random streams stay untouched
+        rows = torch.randperm(len(self.X_train), generator=generator)[:limit].sort().values
+        rows = rows.to(self.X_train.device)
+        return self.X_train[rows], self.y_train[rows]
 
-def _split(
-    X: np.ndarray, y: np.ndarray, fraction: float, seed: int, stratify: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Hold out `fraction` of the rows; stratified when possible."""
+
+Held = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[int]]
+
+
+def _split(X: np.ndarray, y: np.ndarray, fraction: float, seed: int, stratify: bool) -> Held:
+    """Hold out `fraction` of the rows; returns kept and held-out rows, and the classes not stratified.
+
+    Classifiers get a split stratified by class. A class with a single example cannot be in both parts:
+    its rows stay in the kept part and the other classes are stratified as usual. Only when the
+    held-out part has fewer rows than there are classes is no stratified split possible at all.
+    """
     if fraction <= 0:
-        return X, X[:0], y, y[:0]
+        return X, X[:0], y, y[:0], []
+    if not stratify:
+        return (*train_test_split(X, y, test_size=fraction, random_state=seed), [])
+    classes, counts = np.unique(y, return_counts=True)
+    single = classes[counts < 2]
+    common = ~np.isin(y, single)
     try:
-        return train_test_split(X, y, test_size=fraction, random_state=seed, stratify=y if stratify else None)
-    except ValueError:  # a class too small to stratify, or too few rows: fall back to a plain split
-        return train_test_split(X, y, test_size=fraction, random_state=seed)
+        X_kept, X_held, y_kept, y_held = train_test_split(
+            X[common], y[common], test_size=fraction, random_state=seed, stratify=y[common]
+        )
+    except ValueError:  # fewer held-out (or kept) rows than classes: no stratified split exists
+        return (*train_test_split(X, y, test_size=fraction, random_state=seed), classes.tolist())
+    X_kept, y_kept = np.concatenate([X_kept, X[~common]]), np.concatenate([y_kept, y[~common]])
+    return X_kept, X_held, y_kept, y_held, single.tolist()
 
 
-def prepare(spec: DatasetSpec, scaling: InputScaling, seed: int, device: torch.device) -> Splits:
-    """Load, split (fixed by the seed), fit the scaler on train, and move everything to the device."""
+def prepare(
+    spec: DatasetSpec,
+    scaling: InputScaling,
+    seed: int,
+    device: torch.device,
+    targets: TargetScaling = TargetScaling.none,
+) -> Splits:
+    """Load, split (fixed by the seed), fit the scalers on train, and move everything to the device."""
     table = load_table(spec)
     stratify = table.task == Task.classification
-    X_rest, X_test, y_rest, y_test = _split(table.X, table.y, spec.test_fraction, seed, stratify)
+    X_rest, X_test, y_rest, y_test, unstratified = _split(
+        table.X, table.y, spec.test_fraction, seed, stratify
+    )
     val_share = spec.validation_fraction / (1 - spec.test_fraction)
-    X_train, X_val, y_train, y_val = _split(X_rest, y_rest, val_share, seed + 1, stratify)
+    X_train, X_val, y_train, y_val, more = _split(X_rest, y_rest, val_share, seed + 1, stratify)
     if len(X_train) < 2:
         raise DatasetError(
             f"only {len(X_train)} training rows are left after the splits: lower the fractions"
@@ -243,13 +284,21 @@ def prepare(spec: DatasetSpec, scaling: InputScaling, seed: int, device: torch.d
     def scaled(X: np.ndarray) -> torch.Tensor:
         return scale_inputs(scaler, tensor(X), shape).to(device)
 
+    target_scaler = None
+    if table.task == Task.regression and targets == TargetScaling.zscore:
+        target_scaler = Scaler.fit(InputScaling.zscore, tensor(y_train))
+
+    def target(y: np.ndarray) -> torch.Tensor:
+        return (target_scaler(tensor(y)) if target_scaler is not None else tensor(y)).to(device)
+
+    labels = table.class_labels or []
     return Splits(
         X_train=scaled(X_train),
-        y_train=tensor(y_train).to(device),
+        y_train=target(y_train),
         X_val=scaled(X_val),
-        y_val=tensor(y_val).to(device),
+        y_val=target(y_val),
         X_test=scaled(X_test),
-        y_test=tensor(y_test).to(device),
+        y_test=target(y_test),
         task=table.task,
         input_shape=shape,
         outputs=int(outputs or 1),
@@ -257,4 +306,8 @@ def prepare(spec: DatasetSpec, scaling: InputScaling, seed: int, device: torch.d
         feature_scale=float(np.abs(X_train).max()),
         feature_names=table.feature_names,
         class_labels=table.class_labels,
+        targets=target_scaler,
+        unstratified_classes=[
+            str(labels[c]) if c < len(labels) else str(c) for c in sorted({*unstratified, *more})
+        ],
     )

@@ -19,7 +19,7 @@ SATURATED_OUTPUT = {
     Activation.tanh: math.tanh(SATURATION_THRESHOLD),  # |a| > tanh(3)
     Activation.sigmoid: 1 / (1 + math.exp(-SATURATION_THRESHOLD)) - 0.5,  # |a - 1/2| > σ(3) - 1/2
 }
-FIELDS = ("grad_norm", "activation_mean", "activation_std", "saturated_fraction", "dead_fraction")
+FIELDS = ("grad_norm", "activation_mean", "activation_std", "saturated_fraction")  # sampled on steps
 
 
 def _per_unit(tensor: torch.Tensor, unit_dim: int) -> torch.Tensor:
@@ -53,6 +53,22 @@ class Diagnostics(Callback):
         self.sums = torch.zeros(len(FIELDS), len(self.groups), device=device)
         self.seen = torch.zeros(len(FIELDS), len(self.groups), device=device)
         self.reach = torch.zeros(2, device=device)  # sequences: ‖∂L/∂x‖ at the first and last time step
+        self.fired: dict[int, torch.Tensor] = {}  # per weight group: which units some example activated
+
+    @property
+    def counts_dead_units(self) -> bool:
+        """Whether observe() should see the eval-mode pass over the training sample."""
+        return self.track_dead and self.every > 0
+
+    def observe(self, internals: Internals) -> None:
+        """Note which units fire (net input > 0) on some example of an eval-mode pass (chunk by chunk)."""
+        for index, name in enumerate(self.names):
+            item = internals.get(name)
+            if item is None:
+                continue
+            source = item.net_input if item.net_input is not None else item.output
+            fired = (_per_unit(source, item.unit_dim) > 0).any(dim=1)
+            self.fired[index] = fired | self.fired[index] if index in self.fired else fired
 
     def watch(self, step: int, inputs: torch.Tensor) -> tuple[torch.Tensor, Internals | None]:
         """The step's inputs, and a dict for the network to fill when this step is sampled (else None)."""
@@ -79,9 +95,9 @@ class Diagnostics(Callback):
         for index, name in enumerate(self.names):
             item = internals.get(name)
             if name == "output":
-                activation, net_input, unit_dim = outputs.detach(), None, 1
+                activation, net_input = outputs.detach(), None
             elif item is not None:
-                activation, net_input, unit_dim = item.output, item.net_input, item.unit_dim
+                activation, net_input = item.output, item.net_input
             else:
                 continue
             values[1, index], values[2, index] = activation.mean(), activation.std(unbiased=False)
@@ -94,10 +110,6 @@ class Diagnostics(Callback):
             elif self.saturation == "output" and self.saturated_output is not None:
                 values[3, index] = ((activation - self.center).abs() > self.saturated_output).float().mean()
                 present[3, index] = 1.0
-            if self.track_dead:  # dead on this batch: net input ≤ 0 (output ≤ 0) for every example
-                source = net_input if net_input is not None else activation
-                values[4, index] = (_per_unit(source, unit_dim) <= 0).all(dim=1).float().mean()
-                present[4, index] = 1.0
         self.sums += values
         self.seen += present
         self.samples += 1
@@ -116,11 +128,16 @@ class Diagnostics(Callback):
         means = (self.sums / self.seen.clamp(min=1)).tolist()
         seen = self.seen.tolist()
         weight_norm, delta_norm, start_norm = norms.tolist()
+        dead_fraction: dict[int, float] = {}
+        if self.fired:
+            dead = torch.stack([1.0 - fired.float().mean() for fired in self.fired.values()]).tolist()
+            dead_fraction = dict(zip(self.fired, dead, strict=True))
         layers = []
         for i, name in enumerate(self.names):
             entry: dict[str, Any] = {"name": name}
             for row, field in enumerate(FIELDS):
                 entry[field] = means[row][i] if seen[row][i] > 0 else None
+            entry["dead_fraction"] = dead_fraction.get(i)
             entry["weight_norm"] = weight_norm[i]
             entry["update_ratio"] = delta_norm[i] / start_norm[i] if start_norm[i] > 0 else None
             layers.append(LayerDiagnostics(**entry))

@@ -26,7 +26,7 @@ from training.checkpoint import (
 from training.data import Splits, prepare
 from training.device import JobFailure, TrainingDiverged, resolve_device
 from training.diagnostics import Diagnostics
-from training.metrics import EpochSums, evaluate, split_metrics
+from training.metrics import TRAIN_SAMPLE, EpochSums, evaluate, in_original_units, split_metrics
 from training.network import Network, build_network, weight_matrices
 from training.optim import (
     build_optimizer,
@@ -36,6 +36,7 @@ from training.optim import (
     l2_penalty,
     loss_function,
     step_scheduler,
+    stretch_schedule,
 )
 from training.records import EpochRecord, RunResult, RunStatus
 from training.spec import JobSpec, LayerNormalization, Task, lint, network_misfit
@@ -50,9 +51,19 @@ class Trainer:
         self.device = resolve_device(spec.training.device)
         self.started, self.seconds_before = time.perf_counter(), 0.0  # seconds of earlier attempts
         torch.manual_seed(spec.training.seed)
-        self.data: Splits = prepare(spec.dataset, spec.normalization.inputs, spec.training.seed, self.device)
-        scale, length = self.data.feature_scale, self.data.sequence_length
-        self.warnings = [w.code for w in lint(spec, feature_scale=scale, sequence_length=length)]
+        scaling, seed = spec.normalization, spec.training.seed
+        self.data: Splits = prepare(spec.dataset, scaling.inputs, seed, self.device, scaling.targets)
+        self.train_sample = self.data.train_sample(TRAIN_SAMPLE, seed)
+        facts = self.data
+        self.warnings = [
+            w.code
+            for w in lint(
+                spec,
+                feature_scale=facts.feature_scale,
+                sequence_length=facts.sequence_length,
+                unstratified_classes=facts.unstratified_classes,
+            )
+        ]
         if misfit := network_misfit(spec.network, self.data.kind, spec.dataset):
             raise DatasetError(misfit)  # files and uploads show their kind only once read
         if spec.normalization.layers == LayerNormalization.batch and spec.training.batch_size < 2:
@@ -63,12 +74,14 @@ class Trainer:
         self.model: Network = build_network(spec, self.data.input_shape, self.data.outputs).to(self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.weights = weight_matrices(self.model)
-        self.optimizer = build_optimizer(spec.optimizer, self.params)
+        self.optimizer = build_optimizer(spec.optimizer, self.params, self.weights)
         self.scheduler = build_scheduler(spec.optimizer, self.optimizer, spec.training.epochs)
-        self.loss_fn = loss_function(spec, self.data.task)
+        self.loss_fn = loss_function(spec, self.data.task)  # the objective, on (scaled) targets
+        self.reported_loss = in_original_units(self.loss_fn, self.data.targets)
         self.batches = torch.Generator().manual_seed(spec.training.seed)
         self.epoch = 0
         self.final_record: EpochRecord | None = None
+        self.restored_best = False  # the run ends with the best epoch's weights (else the last's)
         checkpoints = out_dir / "checkpoints" if out_dir is not None else None
         self.stopper = EarlyStopper.from_spec(spec.generalization.early_stopping, len(self.data.X_val) > 0)
         self.checkpoints = CheckpointWriter(
@@ -108,42 +121,44 @@ class Trainer:
             if internals is not None:  # before clipping, so per-layer norms show an explosion too
                 self.diagnostics.sample(internals, out, xb)
             norm, clipped = clip_gradients(self.spec.clipping, self.params)
-            if norm is None and internals is not None:
-                norm = global_grad_norm(self.params)
-            sums.add_grad_norm(norm, clipped)
+            sums.add_grad_norm(global_grad_norm(self.params) if norm is None else norm, clipped)
             self.optimizer.step()
+            if self.data.targets is not None:  # the running loss is reported in the targets' units
+                data_loss = self.reported_loss(out.detach(), y[index])
             sums.add_batch(data_loss, out, y[index], self.data.task == Task.classification)
         return sums
 
-    def evaluate(self, X: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Mean loss and accuracy of a split in eval mode, on the device."""
-        return evaluate(self.model, X, y, self.loss_fn, self.data.task)
+    def evaluate(self, X: torch.Tensor, y: torch.Tensor, observe: bool = False) -> dict[str, torch.Tensor]:
+        """Mean loss (original units) and accuracy of a split in eval mode, on the device."""
+        watch = self.diagnostics.observe if observe and self.diagnostics.counts_dead_units else None
+        return evaluate(self.model, X, y, self.reported_loss, self.data.task, watch)
 
     def _metrics(self, split: str, loss: float | None, correct: float | None) -> dict[str, float | None]:
         return split_metrics(split, self.data.task, self.spec.training.loss, loss, correct)
 
     def _epoch_record(self, sums: EpochSums, started: float) -> EpochRecord:
-        """Evaluate, and read the epoch's numbers from the device in one go."""
-        train = sums.means()
-        has_val = len(self.data.X_val) > 0
-        if has_val:
+        """Evaluate the training sample and validation split, and read the epoch's numbers in one go."""
+        values = {f"running_{k}": v for k, v in sums.means().items()}
+        train = self.evaluate(*self.train_sample, observe=True)
+        values.update(train_loss=train["loss"], train_correct=train["correct"])
+        if len(self.data.X_val) > 0:
             val = self.evaluate(self.data.X_val, self.data.y_val)
-            train.update({"val_loss": val["loss"], "val_correct": val["correct"]})
-        read = dict(zip(train, torch.stack([v.float() for v in train.values()]).tolist(), strict=True))
+            values.update(val_loss=val["loss"], val_correct=val["correct"])
+        read = dict(zip(values, torch.stack([v.float() for v in values.values()]).tolist(), strict=True))
         diagnostics = self.diagnostics.end_epoch()
         seconds = time.perf_counter() - started
         fields: dict[str, Any] = {"epoch": self.epoch}
-        fields.update(self._metrics("train", read["loss"], read["correct"]))
+        fields.update(self._metrics("train", read["train_loss"], read["train_correct"]))
+        fields.update(self._metrics("train_running", read["running_loss"], read["running_correct"]))
         fields.update(self._metrics("val", read.get("val_loss"), read.get("val_correct")))
         if self.spec.generalization.l2 > 0:
             with torch.no_grad():
                 fields["l2_penalty"] = float(l2_penalty(self.weights, self.spec.generalization.l2))
-        measured = sums.grad_norms > 0
         fields.update(
             learning_rate=self.optimizer.param_groups[0]["lr"],
-            grad_norm=read["grad_norm"] if measured else None,
-            grad_norm_max=read["grad_norm_max"] if measured else None,
-            clipped_fraction=read["clipped"] if self.spec.clipping else None,
+            grad_norm=read["running_grad_norm"],
+            grad_norm_max=read["running_grad_norm_max"],
+            clipped_fraction=read["running_clipped"] if self.spec.clipping else None,
             seconds=round(seconds, 6),
             samples_per_second=round(sums.examples / seconds, 1) if seconds > 0 else None,
             **diagnostics,
@@ -168,9 +183,14 @@ class Trainer:
             "seconds": self.seconds_before + time.perf_counter() - self.started,
             "torch_version": torch.__version__,
         }
-        rng = rng_state(self.device, self.batches)
         save_checkpoint(
-            path, model=self.model, scaler=self.data.scaler, meta=meta, optimizer=self.optimizer, rng=rng
+            path,
+            model=self.model,
+            scaler=self.data.scaler,
+            meta=meta,
+            optimizer=self.optimizer,
+            rng=rng_state(self.device, self.batches),
+            targets=self.data.targets,
         )
         for callback in self.callbacks:
             callback.on_checkpoint(CheckpointInfo(name=name, path=path, epoch=self.epoch))
@@ -187,6 +207,7 @@ class Trainer:
         restore_optimizer(self.optimizer, tensors, meta)
         if self.scheduler is not None and meta["scheduler"] is not None:
             self.scheduler.load_state_dict(meta["scheduler"])
+            stretch_schedule(self.scheduler, self.spec.training.epochs)  # --epochs may have changed
         restore_rng(tensors, self.device, self.batches)
         states = callback_states(meta)
         for callback in self.stateful:
@@ -220,8 +241,9 @@ class Trainer:
                 break
             self.epoch += 1
             record = self._epoch_record(sums, started)
-            if record.train_loss is None or not math.isfinite(record.train_loss):
-                raise TrainingDiverged(record.train_loss, self.epoch, self.optimizer.param_groups[0]["lr"])
+            loss = record.train_running_loss
+            if loss is None or not math.isfinite(loss) or not math.isfinite(record.train_loss or 0.0):
+                raise TrainingDiverged(loss, self.epoch, self.optimizer.param_groups[0]["lr"])
             step_scheduler(self.scheduler, record)
             self.stopper.on_epoch_end(record)
             self.final_record = record
@@ -233,6 +255,7 @@ class Trainer:
         stopping = self.spec.generalization.early_stopping
         if stopping and stopping.restore_best and self.checkpoints.best_weights is not None:
             self.model.load_state_dict(self.checkpoints.best_weights)
+            self.restored_best = True
         return self.result(status, stop_reason)
 
     def result(self, status: RunStatus, stop_reason: str, error: str | None = None) -> RunResult:
@@ -254,6 +277,8 @@ class Trainer:
             best=summary(self.checkpoints.best_record),
             final=summary(self.final_record),
             test=test,
+            model_checkpoint="best" if self.restored_best else "last",
+            unstratified_classes=self.data.unstratified_classes,
             parameters=sum(p.numel() for p in self.params),
             seconds=round(self.seconds_before + time.perf_counter() - self.started, 3),
             device=str(self.device),

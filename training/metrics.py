@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from training.data import Scaler
+from training.network import Internals
 from training.optim import LossFunction
 from training.spec import Loss, Task
 
 EVAL_CHUNK = 8192  # examples per forward pass when evaluating: bounds the memory of large splits
+TRAIN_SAMPLE = 10_000  # training rows that eval-mode train_loss is measured on (fixed per run)
+
+
+def in_original_units(loss_fn: LossFunction, targets: Scaler | None) -> LossFunction:
+    """The loss as reported: on regression targets mapped back to their original units."""
+    if targets is None:
+        return loss_fn
+    return lambda out, y: loss_fn(targets.invert(out), targets.invert(y))
 
 
 class EpochSums:
@@ -52,15 +63,26 @@ class EpochSums:
 
 @torch.inference_mode()
 def evaluate(
-    model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss_fn: LossFunction, task: Task
+    model: nn.Module,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: LossFunction,
+    task: Task,
+    observe: Callable[[Internals], None] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Mean loss and share of correct predictions (classification) on a split, in eval mode, on the device."""
+    """Mean loss and share of correct predictions (classification) on a split, in eval mode, on the device.
+
+    `observe`, when given, sees what each hidden layer computed on every chunk.
+    """
     model.eval()
     loss_sum = torch.zeros((), device=X.device)
     correct = torch.zeros((), device=X.device)
     for start in range(0, len(X), EVAL_CHUNK):
         xb, yb = X[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
-        out = model(xb)
+        internals: Internals | None = {} if observe is not None else None
+        out = model(xb, internals)
+        if observe is not None and internals is not None:
+            observe(internals)
         loss_sum += loss_fn(out, yb) * len(xb)
         if task == Task.classification:
             correct += (out.argmax(dim=1) == yb).sum()

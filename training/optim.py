@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -60,8 +61,23 @@ def _fast_kwargs(cls: Any) -> dict[str, Any]:
         return {"foreach": True}
 
 
-def build_optimizer(spec: Optimizer, params: Params) -> torch.optim.Optimizer:
-    """The torch optimizer a spec names; L2 is not folded in here (it is a term of the loss)."""
+def decay_groups(params: Params, weights: Sequence[torch.Tensor], decay: float) -> list[dict[str, Any]]:
+    """Parameter groups that decay the weight matrices only: the same set the L2 penalty covers."""
+    decayed = {id(w) for w in weights}
+    groups = [
+        {"params": [p for p in params if id(p) in decayed], "weight_decay": decay},
+        {"params": [p for p in params if id(p) not in decayed], "weight_decay": 0.0},
+    ]
+    return [group for group in groups if group["params"]]
+
+
+def build_optimizer(
+    spec: Optimizer, params: Params, weights: Sequence[torch.Tensor] | None = None
+) -> torch.optim.Optimizer:
+    """The torch optimizer a spec names; L2 is not folded in here (it is a term of the loss).
+
+    AdamW decays `weights` (default: every parameter) and leaves biases and normalization gains alone.
+    """
     lr = spec.learning_rate
     match spec:
         case SGD():
@@ -74,8 +90,9 @@ def build_optimizer(spec: Optimizer, params: Params) -> torch.optim.Optimizer:
         case Adam(betas=betas, eps=eps):
             return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, **_fast_kwargs(torch.optim.Adam))
         case AdamW(betas=betas, eps=eps, weight_decay=decay):
+            groups = decay_groups(params, params if weights is None else weights, decay)
             kwargs = _fast_kwargs(torch.optim.AdamW)
-            return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=decay, **kwargs)
+            return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, **kwargs)
         case RMSprop(alpha=alpha, eps=eps, momentum=momentum):
             return torch.optim.RMSprop(params, lr=lr, alpha=alpha, eps=eps, momentum=momentum, foreach=True)
         case Adagrad(eps=eps):
@@ -104,6 +121,24 @@ def build_scheduler(spec: Optimizer, optimizer: torch.optim.Optimizer, epochs: i
                 optimizer, factor=factor, patience=patience, min_lr=low
             )
     raise ValueError(f"unsupported schedule {spec.schedule!r}")
+
+
+def stretch_schedule(scheduler: Scheduler | None, epochs: int) -> None:
+    """A resumed run with more (or fewer) epochs: cosine follows the curve of the new horizon from here.
+
+    The restored scheduler still has the old run's T_max, whose curve would climb back up after it ends.
+    """
+    if not isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+        return  # step and plateau schedules do not depend on the number of epochs
+    horizon = max(epochs - 1, 1)
+    if scheduler.T_max == horizon:
+        return
+    scheduler.T_max = horizon
+    share = (1 + math.cos(math.pi * scheduler.last_epoch / horizon)) / 2
+    low = scheduler.eta_min
+    for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, strict=True):
+        group["lr"] = low + (base - low) * share
+    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
 
 
 def step_scheduler(scheduler: Scheduler | None, record: EpochRecord) -> None:

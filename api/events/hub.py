@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select
@@ -55,7 +56,15 @@ class Subscriber:
 class _Snapshot:
     job: Job | None
     summary: dict[str, Any] | None
-    records: list[tuple[int, dict[str, Any]]]
+    records: list[tuple[int, dict[str, Any], datetime]]  # epoch, record, when it was written
+    status_at: datetime | None  # when the job entered its current status; None: after every record
+
+
+def _status_at(job: Job) -> datetime | None:
+    """When the job entered its current status (a job finishes only after its last record: None)."""
+    if job.status in FINISHED:
+        return None
+    return job.started_at if job.status == "running" else job.queued_at
 
 
 class EventHub:
@@ -127,15 +136,17 @@ class EventHub:
                 for job_id, after in cursors.items()
                 if job_id in jobs and jobs[job_id].epoch > after
             ]
-            records: dict[str, list[tuple[int, dict[str, Any]]]] = {job_id: [] for job_id in cursors}
+            records: dict[str, list[tuple[int, dict[str, Any], datetime]]] = {
+                job_id: [] for job_id in cursors
+            }
             if newer:
                 rows = session.execute(
-                    select(EpochMetric.job_id, EpochMetric.epoch, EpochMetric.record)
+                    select(EpochMetric.job_id, EpochMetric.epoch, EpochMetric.record, EpochMetric.created_at)
                     .where(or_(*newer))
                     .order_by(EpochMetric.job_id, EpochMetric.epoch)
                 )
-                for job_id, epoch, record in rows:
-                    records[job_id].append((int(epoch), record))
+                for job_id, epoch, record, created_at in rows:
+                    records[job_id].append((int(epoch), record, created_at))
             return {
                 job_id: _Snapshot(
                     job=jobs.get(job_id),
@@ -143,6 +154,7 @@ class EventHub:
                     if job_id in jobs and jobs[job_id].status in FINISHED
                     else None,
                     records=records[job_id],
+                    status_at=_status_at(jobs[job_id]) if job_id in jobs else None,
                 )
                 for job_id in cursors
             }
@@ -158,20 +170,37 @@ class EventHub:
             subscriber.queue.put_nowait(Event("end", {"id": subscriber.job_id, "status": "deleted"}))
             self._finish(subscriber)
             return
-        if job.status != subscriber.status:
-            subscriber.status = job.status
-            status = {"id": job.id, "status": job.status, "epoch": job.epoch, "epochs": job.epochs}
-            subscriber.queue.put_nowait(Event("status", status))
-        for epoch, record in snapshot.records:
+        changed = job.status != subscriber.status
+        for epoch, record, written in snapshot.records:
+            # a status change is told after the epochs written before it (all of them, for a finished job)
+            if changed and snapshot.status_at is not None and written > snapshot.status_at:
+                self._tell_status(subscriber, job)
+                changed = False
             if epoch > subscriber.after:
                 subscriber.queue.put_nowait(Event("epoch", served_record(stored_record(record)), id=epoch))
                 subscriber.after = epoch
+        if changed:
+            self._tell_status(subscriber, job)
         if snapshot.summary is not None:
             # Finished: its records were written before the final status, so this read had all of them.
             subscriber.queue.put_nowait(Event("end", snapshot.summary))
             self._finish(subscriber)
 
+    def _tell_status(self, subscriber: Subscriber, job: Job) -> None:
+        subscriber.status = job.status
+        status = {"id": job.id, "status": job.status, "epoch": job.epoch, "epochs": job.epochs}
+        subscriber.queue.put_nowait(Event("status", status))
+
     def _finish(self, subscriber: Subscriber) -> None:
         subscriber.done = True
         subscriber.queue.put_nowait(None)
         self.unsubscribe(subscriber)
+
+
+def app_hub(app: Any) -> EventHub:
+    """The app's one shared poller (app.state.event_hub), made on first use; the app's lifespan closes it."""
+    hub: EventHub | None = getattr(app.state, "event_hub", None)
+    if hub is None:
+        hub = EventHub(app.state.session_factory, interval=app.state.settings.events_poll_interval)
+        app.state.event_hub = hub
+    return hub

@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import OwnerDep, SessionDep, SettingsDep
 from api.errors import problem_responses
-from api.events.hub import EventHub
+from api.events.hub import EventHub, app_hub
 from api.jobs.service import owned_job
 from api.params import JobId
 
@@ -28,12 +28,7 @@ EXAMPLE_STREAM = (
 
 def event_hub(request: Request) -> EventHub:
     """The app's shared poller, made on first use."""
-    hub: EventHub | None = getattr(request.app.state, "event_hub", None)
-    if hub is None:
-        settings = request.app.state.settings
-        hub = EventHub(request.app.state.session_factory, interval=settings.events_poll_interval)
-        request.app.state.event_hub = hub
-    return hub
+    return app_hub(request.app)
 
 
 async def _stream(hub: EventHub, *, job_id: str, after: int, keepalive: float) -> AsyncIterator[str]:
@@ -58,10 +53,12 @@ async def _stream(hub: EventHub, *, job_id: str, after: int, keepalive: float) -
     "/{job_id}/events",
     operation_id="stream_job_events",
     summary="Live events of a job",
-    description="A Server-Sent Events stream (`text/event-stream`): a `status` event with the current "
-    "status, then one `epoch` event per metrics record (`id` = epoch, `data` = the record), a `status` "
-    "event whenever the status changes, and a final `end` event whose data is the job summary, after which "
-    "the stream closes. A finished job streams all its epochs, then `end`. Reconnect with `Last-Event-ID` "
+    description="A Server-Sent Events stream (`text/event-stream`): one `epoch` event per metrics record "
+    "(`id` = epoch, `data` = the record) and a `status` event for the current status and whenever it "
+    "changes, in the order they happened: a status change comes after the epochs written before it. A "
+    "finished job streams all its epochs, then its final `status`, then `end` (data: the job summary), "
+    "always last, after which the stream closes; a client may stop at a final status without missing an "
+    "epoch. Reconnect with `Last-Event-ID` "
     "(or `?last_event_id=`) to receive only later epochs. One shared poller per server process reads the "
     "database at most once per TRAINCTL_EVENTS_POLL_INTERVAL seconds (default 1) for every open stream; "
     "a `: keep-alive` comment is sent every TRAINCTL_EVENTS_KEEPALIVE seconds (default 15).\n\n"

@@ -21,12 +21,13 @@ from api.errors import Conflict, NotFound, Unprocessable
 from api.jobs.schemas import CheckpointInfo, MetricsPage, PredictResponse
 from api.jobs.service import owned_job
 from core.artifacts import ArtifactStore, checkpoint_key
-from core.models import Checkpoint, EpochMetric
+from core.models import Checkpoint, EpochMetric, Job
 from training.records import EpochRecord
+from training.spec import JobSpec, final_checkpoint
 
 log = logging.getLogger(__name__)
 
-PREDICT_CHECKPOINTS = ("best", "last")  # in order of preference
+MODEL_CHECKPOINT = "model"  # names the checkpoint whose weights result.test measured
 
 
 def stored_record(record: dict[str, Any], fields: list[str] | None = None) -> EpochRecord:
@@ -124,11 +125,22 @@ class CheckpointDownload:
     size_bytes: int
 
 
+def model_checkpoint(job: Job) -> str:
+    """The checkpoint holding the weights the run ended with, which result.test measured (`best` or `last`).
+
+    A finished job says so in its result; a running one will end with the weights its spec restores.
+    """
+    measured = (job.result or {}).get("model_checkpoint")
+    return str(measured) if measured else final_checkpoint(JobSpec.model_validate(job.spec))
+
+
 def checkpoint_download(
     session: Session, *, owner: str, job_id: str, name: str, artifacts: ArtifactStore
 ) -> CheckpointDownload:
-    """Locate one checkpoint file of the owner's job."""
-    owned_job(session, owner=owner, job_id=job_id)
+    """Locate one checkpoint file of the owner's job (`model`: the one result.test measured)."""
+    job = owned_job(session, owner=owner, job_id=job_id)
+    if name == MODEL_CHECKPOINT:
+        name = model_checkpoint(job)
     row = session.get(Checkpoint, (job_id, name))
     if row is None:
         raise NotFound(
@@ -176,19 +188,16 @@ def predict(
     inputs: list[list[float]],
     artifacts: ArtifactStore,
     cache_dir: Path,
+    checkpoint: str | None = None,
 ) -> PredictResponse:
-    """Outputs of the job's best checkpoint (else its last) for raw feature rows."""
+    """Outputs of a checkpoint (default: the one result.test measured) for raw feature rows."""
     job = owned_job(session, owner=owner, job_id=job_id)
-    rows = {
-        row.name: row
-        for row in session.scalars(
-            select(Checkpoint).where(Checkpoint.job_id == job_id, Checkpoint.name.in_(PREDICT_CHECKPOINTS))
-        )
-    }
-    row = next((rows[name] for name in PREDICT_CHECKPOINTS if name in rows), None)
+    name = checkpoint or model_checkpoint(job)
+    row = session.get(Checkpoint, (job_id, name))
     if row is None:
         raise Conflict(
-            f"job {job_id} ({job.status}) has no checkpoint yet; predict once it has trained an epoch"
+            f"job {job_id} ({job.status}) has no {name!r} checkpoint yet; "
+            "predict once it has trained an epoch"
         )
     widths = {len(values) for values in inputs}
     if len(widths) != 1:

@@ -27,7 +27,12 @@ from core.models import JobStatus
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 CheckpointName = Annotated[
-    str, Path(description="best, last, or epoch-NNNN.", max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    str,
+    Path(
+        description="best, last, model (the one result.test measured) or epoch-NNNN.",
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+    ),
 ]
 
 
@@ -202,7 +207,8 @@ def get_checkpoints(job_id: JobId, owner: OwnerDep, session: SessionDep) -> list
     operation_id="download_checkpoint",
     summary="Download a checkpoint",
     description="Streams the safetensors file (weights, optimizer state, and JSON metadata with the spec). "
-    "Load it with `training.load_model(path)`.",
+    "Load it with `training.load_model(path)`. The name `model` gives the checkpoint whose weights "
+    "`result.test` measured (`result.model_checkpoint`).",
     response_class=StreamingResponse,
     responses=problem_responses(
         404, success={"content": {"application/octet-stream": {"schema": BINARY}}, "description": "The file."}
@@ -227,9 +233,11 @@ def download_checkpoint(
     "/{job_id}/predict",
     operation_id="predict",
     summary="Predict with a trained job",
-    description="Runs the job's best checkpoint (its last when there is no best yet) on raw feature rows "
-    "(scaling is applied as in training). Classification answers classes and probabilities; regression "
-    "answers values. 409 while the job has no checkpoint.",
+    description="Runs the job's model on raw feature rows (scaling is applied as in training): by default "
+    "the checkpoint whose weights `result.test` measured (`result.model_checkpoint`; while the job runs, the "
+    "one it will end with), or `checkpoint`: best or last. Classification answers classes and "
+    "probabilities; regression answers values in the target's units. 409 while that checkpoint does not "
+    "exist yet.",
     response_model=PredictResponse,
     responses=problem_responses(404, 409),
 )
@@ -247,6 +255,7 @@ def post_predict(
         owner=owner,
         job_id=job_id,
         inputs=body.inputs,
+        checkpoint=body.checkpoint,
         artifacts=artifacts,
         cache_dir=settings.data_dir / "cache",
     )

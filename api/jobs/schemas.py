@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -132,13 +132,18 @@ class PredictRequest(BaseModel):
     inputs: list[list[Annotated[float, Field(allow_inf_nan=False)]]] = Field(
         min_length=1, max_length=MAX_PREDICT_ROWS, description="Rows of features."
     )
+    checkpoint: Literal["best", "last"] | None = Field(
+        None,
+        description="Which weights answer; default: the checkpoint whose weights result.test measured "
+        "(`result.model_checkpoint`: best when early stopping restored the best epoch, else last).",
+    )
 
 
 class PredictResponse(BaseModel):
-    """Predictions of the job's best checkpoint."""
+    """Predictions of one of the job's checkpoints."""
 
     job_id: str
-    checkpoint: str = Field(description="Which checkpoint answered: best, or last when there is no best.")
+    checkpoint: str = Field(description="Which checkpoint answered: best or last.")
     epoch: int
     classes: list[ClassLabel] | None = Field(
         None,

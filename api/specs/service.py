@@ -15,6 +15,7 @@ from core.models import Dataset
 from training.spec import (
     DIGITS_IMAGE,
     CNNNetwork,
+    FieldError,
     FileDatasetSpec,
     JobSpec,
     RNNNetwork,
@@ -104,20 +105,28 @@ def network_parameters(spec: JobSpec, shape: DataShape) -> int:
 
 
 def check_limits(spec: JobSpec, *, shape: DataShape, settings: Settings) -> int:
-    """The network's parameter count; 422 naming the field when the spec is over a service limit."""
+    """The network's parameter count; 422 naming every field over a service limit."""
+    problems = []
     if spec.training.epochs > settings.max_epochs:
-        raise Unprocessable.for_field(
-            "spec.training.epochs",
-            f"{spec.training.epochs} epochs is over this service's limit of {settings.max_epochs} "
-            "(TRAINCTL_MAX_EPOCHS)",
+        problems.append(
+            FieldError(
+                field="spec.training.epochs",
+                message=f"{spec.training.epochs} epochs is over this service's limit of "
+                f"{settings.max_epochs} (TRAINCTL_MAX_EPOCHS)",
+            )
         )
     parameters = network_parameters(spec, shape)
     if parameters > settings.max_parameters:
-        raise Unprocessable.for_field(
-            "spec.network",
-            f"this network has {parameters:,} trainable parameters; the limit is {settings.max_parameters:,} "
-            "(TRAINCTL_MAX_PARAMETERS): use fewer or narrower layers",
+        problems.append(
+            FieldError(
+                field="spec.network",
+                message=f"this network has {parameters:,} trainable parameters; the limit is "
+                f"{settings.max_parameters:,} (TRAINCTL_MAX_PARAMETERS): use fewer or narrower layers",
+            )
         )
+    if problems:
+        detail = "; ".join(f"{problem.field}: {problem.message}" for problem in problems)
+        raise Unprocessable(detail, errors=problems)
     return parameters
 
 

@@ -77,6 +77,25 @@ def test_invalid_spec_is_refused_naming_the_field(
     assert count_rows(Job) == 0
 
 
+def test_every_problem_of_a_spec_is_reported_at_once(
+    client: TestClient, auth_headers: dict[str, str], count_rows: Callable[[type], int]
+) -> None:
+    spec = {**EXAMPLE_SPEC, "colour": "red", "optimizer": {"learning_rate": -1}, "training": {"epochs": 0}}
+    for url in ("/v1/jobs", "/v1/specs/validate"):
+        response = client.post(url, json={"spec": spec}, headers=auth_headers)
+        assert response.status_code == 422
+        errors = {error["field"]: error["message"] for error in response.json()["errors"]}
+        assert "unknown key 'colour'" in errors["spec"]  # an unknown key no longer hides the others
+        assert "greater than 0" in errors["spec.optimizer.learning_rate"]
+        assert "greater than or equal to 1" in errors["spec.training.epochs"]
+    # service limits likewise: both the epochs and the network over their limits
+    spec = {**EXAMPLE_SPEC, "network": {"hidden_layers": [60_000, 60_000]}, "training": {"epochs": 50_000}}
+    response = client.post("/v1/jobs", json={"spec": spec}, headers=auth_headers)
+    assert response.status_code == 422
+    assert {error["field"] for error in response.json()["errors"]} == {"spec.training.epochs", "spec.network"}
+    assert count_rows(Job) == 0
+
+
 @pytest.mark.parametrize(
     ("path", "value", "field", "says"),
     [

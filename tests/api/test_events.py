@@ -55,11 +55,12 @@ def test_a_finished_job_streams_every_epoch_then_end(
     events = [
         event for event in stream(client, f"/v1/jobs/{job_id}/events", auth_headers) if "event" in event
     ]
-    assert [event["event"] for event in events] == ["status", "epoch", "epoch", "epoch", "epoch", "end"]
-    assert events[0]["data"]["status"] == "succeeded"
-    assert [event["id"] for event in events[1:5]] == ["1", "2", "3", "4"]
-    assert [event["data"]["val_loss"] for event in events[1:5]] == [1.0, 0.8, 0.6, 0.5]
-    assert events[1]["data"]["layers"][0]["name"] == "hidden1", "the whole record travels"
+    # the epochs happened before the job finished: they come first, then its status, then end
+    assert [event["event"] for event in events] == ["epoch", "epoch", "epoch", "epoch", "status", "end"]
+    assert events[4]["data"]["status"] == "succeeded"
+    assert [event["id"] for event in events[0:4]] == ["1", "2", "3", "4"]
+    assert [event["data"]["val_loss"] for event in events[0:4]] == [1.0, 0.8, 0.6, 0.5]
+    assert events[0]["data"]["layers"][0]["name"] == "hidden1", "the whole record travels"
     end = events[-1]["data"]
     assert end["id"] == job_id and end["status"] == "succeeded" and end["result"]["best_epoch"] == 4
 
@@ -117,6 +118,55 @@ def test_a_running_job_streams_live_until_it_ends(
     assert statuses[0] in ("queued", "running") and statuses[-1] == "succeeded"
     assert named[-1]["event"] == "end" and named[-1]["data"]["result"]["epochs_run"] == 5
     assert any(event.get("comment") == "keep-alive" for event in events)
+
+
+def test_epochs_written_before_the_job_finished_come_before_its_status(
+    app: FastAPI, client: TestClient, auth_headers: dict[str, str], settings: Settings
+) -> None:
+    # The reported bug: epoch 1 streamed live, then epochs 2-10 and the final status landed between two
+    # polls, and `status: succeeded` went out before epochs 2-10. A client stopping at it lost them.
+    settings.events_poll_interval, settings.events_keepalive = 0.3, 5.0
+    job_id = submit(client, auth_headers)
+    with app.state.session_factory() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        job.status, job.started_at = JobStatus.running, utcnow()
+        session.commit()
+
+    def write(epochs: range) -> None:
+        with app.state.session_factory() as session:
+            for epoch in epochs:
+                session.add(EpochMetric(job_id=job_id, epoch=epoch, record=record(epoch, 1 / epoch)))
+            session.get(Job, job_id).epoch = epochs[-1]  # type: ignore[union-attr]
+            session.commit()
+
+    def train() -> None:
+        time.sleep(0.1)
+        write(range(1, 2))
+        time.sleep(0.7)  # the stream has sent epoch 1
+        write(range(2, 11))
+        with app.state.session_factory() as session:  # finishing right after, before the next poll
+            job = session.get(Job, job_id)
+            assert job is not None
+            job.status, job.finished_at, job.result = JobStatus.succeeded, utcnow(), {"epochs_run": 10}
+            session.commit()
+
+    worker = threading.Thread(target=train)
+    worker.start()
+    try:
+        events = [
+            event for event in stream(client, f"/v1/jobs/{job_id}/events", auth_headers) if "event" in event
+        ]
+    finally:
+        worker.join()
+    named = [event for event in events if "event" in event]
+    order = [(event["event"], event.get("id") or event["data"].get("status")) for event in named]
+    assert order == [
+        ("status", "running"),
+        *[("epoch", str(epoch)) for epoch in range(1, 11)],
+        ("status", "succeeded"),
+        ("end", "succeeded"),
+    ], order
 
 
 def test_another_owners_job_has_no_events(

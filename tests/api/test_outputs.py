@@ -91,7 +91,7 @@ def test_predict_before_any_checkpoint_is_409(
         f"/v1/jobs/{job_id}/predict", json={"inputs": [[1, 2, 3, 4]]}, headers=auth_headers
     )
     assert response.status_code == 409 and response.headers["content-type"].startswith(PROBLEM)
-    assert "no checkpoint" in response.json()["detail"]
+    assert "has no 'best' checkpoint yet" in response.json()["detail"]  # the example spec restores best
 
 
 def test_predict_input_shape_is_checked(

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from core.config import Settings
-from core.models import Checkpoint
+from core.models import Checkpoint, Job
 from training.spec import EXAMPLE_SPEC
 
 FLOWERS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
@@ -82,3 +82,51 @@ def test_predict_from_the_best_checkpoint(
 
     assert client.delete(f"/v1/jobs/{job_id}", headers=auth_headers).status_code == 204
     assert not (settings.data_dir / "cache" / job_id).exists()
+
+
+def test_predict_and_download_default_to_the_checkpoint_the_test_metrics_measured(
+    app: FastAPI,
+    client: TestClient,
+    auth_headers: dict[str, str],
+    submit: Callable[..., dict[str, Any]],
+    finish_job: Callable[..., None],
+    iris_checkpoint: Path,
+) -> None:
+    # No early stopping: the run ends with (and tests) its last weights, although a `best` exists.
+    spec = {**EXAMPLE_SPEC, "generalization": {}}
+    job_id = submit(spec=spec)["id"]
+    finish_job(job_id, epochs=5, checkpoint=iris_checkpoint.read_bytes())
+    with app.state.session_factory() as session:
+        best = session.get(Checkpoint, (job_id, "best"))
+        assert best is not None
+        best.epoch = 2
+        key = f"jobs/{job_id}/checkpoints/last.safetensors"
+        app.state.artifacts.put_bytes(iris_checkpoint.read_bytes(), key)
+        session.add(Checkpoint(job_id=job_id, name="last", uri=key, epoch=5, size_bytes=best.size_bytes))
+        session.commit()
+
+    def predict(**extra: Any) -> dict[str, Any]:
+        response = client.post(
+            f"/v1/jobs/{job_id}/predict", json={"inputs": FLOWERS, **extra}, headers=auth_headers
+        )
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    assert (predict()["checkpoint"], predict()["epoch"]) == ("last", 5)  # what result.test measured
+    assert (predict(checkpoint="best")["checkpoint"], predict(checkpoint="best")["epoch"]) == ("best", 2)
+    bad = client.post(
+        f"/v1/jobs/{job_id}/predict", json={"inputs": FLOWERS, "checkpoint": "epoch-3"}, headers=auth_headers
+    )
+    assert bad.status_code == 422
+    download = client.get(f"/v1/jobs/{job_id}/checkpoints/model", headers=auth_headers)
+    assert (
+        download.status_code == 200
+        and f"{job_id}-last.safetensors" in download.headers["content-disposition"]
+    )
+    # a result that names its checkpoint is believed over the spec
+    with app.state.session_factory() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        job.result = {**(job.result or {}), "model_checkpoint": "best"}
+        session.commit()
+    assert predict()["checkpoint"] == "best"

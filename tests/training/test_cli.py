@@ -77,6 +77,17 @@ def test_a_bad_spec_exits_2_names_the_problem_and_writes_nothing(
     assert not out.exists()
 
 
+def test_an_unknown_key_does_not_hide_the_other_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = {**TINY_RAW, "colour": "red", "optimizer": {"learning_rate": -1}, "training": {"epochs": 0}}
+    assert main(["validate", str(write_spec(tmp_path, raw))]) == 2
+    err = capsys.readouterr().err
+    assert "spec: unknown key 'colour'" in err
+    assert "optimizer.learning_rate: Input should be greater than 0" in err
+    assert "training.epochs: Input should be greater than or equal to 1" in err
+
+
 def test_unreadable_spec_files_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "broken.json").write_text("{not json")
     assert main(["run", str(tmp_path / "broken.json"), "--out", str(tmp_path / "out")]) == 2

@@ -129,12 +129,23 @@ def test_zeros_init_leaves_hidden_units_of_a_layer_identical_after_training() ->
     assert trainer.run().status == "succeeded"
     for layer in trainer.model.linear_layers()[:-1]:
         weight, bias = layer.weight.detach(), layer.bias.detach()
-        assert torch.equal(weight, weight[:1].expand_as(weight)), "hidden units diverged"
-        assert torch.equal(bias, bias[:1].expand_as(bias))
+        assert_same_rows(weight, weight[:1])
+        assert_same_rows(bias, bias[:1])
     # training did move the weights: the symmetry, not a frozen network, keeps the units identical
     assert trainer.model.linears[0].weight.abs().sum() > 0
     output = trainer.model.output.weight.detach()
-    assert torch.equal(output, output[:, :1].expand_as(output))
+    assert_same_rows(output, output[:, :1])
+
+
+def assert_same_rows(values: torch.Tensor, first: torch.Tensor) -> None:
+    """Every row (or column) equals the first up to float32 rounding.
+
+    Identical units get identical updates in exact arithmetic; CPU kernels (AVX2, AVX-512, the plain
+    ones of ATEN_CPU_CAPABILITY=default) round sums of different rows differently, by ~1e-7 of the
+    values. Units that really differ (xavier) differ by the size of the values themselves.
+    """
+    scale = values.abs().max().item()
+    torch.testing.assert_close(values, first.expand_as(values), rtol=1e-5, atol=1e-5 * scale)
 
 
 def test_xavier_init_does_not_keep_units_identical() -> None:

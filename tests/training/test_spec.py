@@ -150,7 +150,7 @@ def test_initialization_union_accepts_names_and_objects() -> None:
     uniform = JobSpec.model_validate({**MINIMAL, "initialization": {"scheme": "uniform", "limit": 0.5}})
     assert isinstance(uniform.initialization, UniformInit) and uniform.initialization.limit == 0.5
     problems = errors_of({**MINIMAL, "initialization": {"scheme": "normal", "limit": 0.5}})
-    assert {field for field, _ in problems} == {"initialization"}
+    assert {field for field, _ in problems} == {"initialization", "initialization.std"}  # both at once
     assert any("valid keys: scheme, std" in message for _, message in problems)
 
 
@@ -391,7 +391,8 @@ def test_every_lint_code_has_a_test_case() -> None:
     source = Path(importlib.import_module("training.spec.lint").__file__ or "").read_text()
     codes_in_source = set(re.findall(r'warn\(\s*"([a-z_]+)"', source))
     assert len(codes_in_source) >= 9
-    assert codes_in_source <= {case[0] for case in LINT_CASES}
+    # unstratified_split needs facts of the loaded data: tests/training/test_honest_metrics.py has it
+    assert codes_in_source <= {case[0] for case in LINT_CASES} | {"unstratified_split"}
 
 
 def test_every_spec_field_has_a_description_and_an_example() -> None:

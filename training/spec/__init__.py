@@ -36,6 +36,7 @@ from training.spec.job import (
     Loss,
     Monitor,
     Training,
+    final_checkpoint,
     network_misfit,
 )
 from training.spec.lint import SpecWarning, count_parameters, lint
@@ -56,6 +57,7 @@ from training.spec.network import (
     Pooling,
     RNNCell,
     RNNNetwork,
+    TargetScaling,
     UniformInit,
 )
 from training.spec.optimizer import (
@@ -133,6 +135,7 @@ __all__ = [
     "StepSchedule",
     "SyntheticDataset",
     "SyntheticDatasetSpec",
+    "TargetScaling",
     "Task",
     "Training",
     "UniformInit",
@@ -143,6 +146,7 @@ __all__ = [
     "dataset_info",
     "describe_errors",
     "example_kind",
+    "final_checkpoint",
     "lint",
     "network_misfit",
 ]

@@ -8,9 +8,11 @@ from typing import Any
 from pydantic import (
     BaseModel,
     ConfigDict,
+    ModelWrapValidatorHandler,
+    ValidationError,
     model_validator,
 )
-from pydantic_core import PydanticUndefined, to_jsonable_python
+from pydantic_core import InitErrorDetails, PydanticCustomError, PydanticUndefined, to_jsonable_python
 
 # Hard ceilings that keep a typo (10^9 epochs, a 10^6-wide layer) from ever reaching a worker.
 # The service applies its own, configurable and usually tighter, limits on top.
@@ -62,18 +64,33 @@ class SpecModel(BaseModel):
         extra="forbid", validate_default=True, json_schema_extra=_examples_from_defaults
     )
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _no_unknown_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            valid = list(cls.model_fields)
-            unknown = [key for key in data if key not in cls.model_fields]
-            if unknown:
-                hints = [
-                    f"'{key}' (did you mean '{close[0]}'?)"
-                    if (close := get_close_matches(str(key), valid, 1))
-                    else f"'{key}'"
-                    for key in unknown
-                ]
-                raise ValueError(f"unknown key {', '.join(hints)}; valid keys: {', '.join(valid)}")
-        return data
+    def _no_unknown_keys(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        # Unknown keys are reported together with every other problem of the object, not instead of them.
+        if not isinstance(data, dict) or all(key in cls.model_fields for key in data):
+            return handler(data)
+        valid = list(cls.model_fields)
+        hints = [
+            f"'{key}' (did you mean '{close[0]}'?)"
+            if (close := get_close_matches(str(key), valid, 1))
+            else f"'{key}'"
+            for key in data
+            if key not in cls.model_fields
+        ]
+        message = f"unknown key {', '.join(hints)}; valid keys: {', '.join(valid)}"
+        problems: list[InitErrorDetails] = [
+            {"type": PydanticCustomError("unknown_key", message), "loc": (), "input": data}
+        ]
+        try:
+            handler({key: value for key, value in data.items() if key in cls.model_fields})
+        except ValidationError as error:
+            problems += [
+                {
+                    "type": PydanticCustomError(str(e["type"]), "{message}", {"message": e["msg"]}),
+                    "loc": e["loc"],
+                    "input": e.get("input"),
+                }
+                for e in error.errors()
+            ]
+        raise ValidationError.from_exception_data(cls.__name__, problems)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     Field,
@@ -25,7 +25,7 @@ from training.spec.network import (
     RNNCell,
     RNNNetwork,
 )
-from training.spec.optimizer import Adam, Clipping, Optimizer
+from training.spec.optimizer import Adam, Clipping, Optimizer, named_optimizer
 
 
 class Monitor(StrEnum):
@@ -143,6 +143,11 @@ class JobSpec(SpecModel):
             )
         return value
 
+    @field_validator("optimizer", mode="before")
+    @classmethod
+    def _adam_by_default(cls, value: Any) -> Any:
+        return named_optimizer(value)
+
     @field_validator("network", mode="before")
     @classmethod
     def _known_recurrent_initialization(cls, value: Any) -> Any:
@@ -168,6 +173,12 @@ class JobSpec(SpecModel):
                     "set activation to tanh or relu, or use cell lstm or gru"
                 )
         return self
+
+
+def final_checkpoint(spec: JobSpec) -> Literal["best", "last"]:
+    """The checkpoint holding the weights a run of this spec ends with, the ones its test metrics measure."""
+    stopping = spec.generalization.early_stopping
+    return "best" if stopping is not None and stopping.restore_best else "last"
 
 
 def network_misfit(network: NetworkSpec, kind: DataKind, dataset: DatasetSpec | None = None) -> str | None:

@@ -51,6 +51,7 @@ def lint(
     *,
     feature_scale: float | None = None,
     sequence_length: int | None = None,
+    unstratified_classes: list[str] | None = None,
 ) -> list[SpecWarning]:
     """Warnings for legal but doubtful specs; the keyword facts come from the loaded data when known."""
     warnings: list[SpecWarning] = []
@@ -90,12 +91,7 @@ def lint(
             "Dropout is not used together with batch normalization: drop one of them.",
         )
     if spec.initialization == InitName.zeros and depth > 0:
-        warn(
-            "zeros_initialization",
-            "initialization",
-            "Zero weights sit on a saddle point: every hidden unit of a layer stays identical. "
-            "Use xavier_uniform (or he_normal for ReLU).",
-        )
+        warn("zeros_initialization", "initialization", _zeros_message(spec))
     if spec.activation in SIGMOID_TYPE and depth > 4 and layers == LayerNormalization.none:
         warn(
             "deep_sigmoid_without_normalization",
@@ -147,7 +143,36 @@ def lint(
             f"Input features reach {feature_scale:g} but are not normalized: sigmoid units saturate and "
             "steps are badly scaled. Use zscore or minmax.",
         )
+    if unstratified_classes:
+        warn(
+            "unstratified_split",
+            "dataset",
+            f"Classes {', '.join(unstratified_classes)} have too few examples to be spread over the splits "
+            "in proportion: a class with one example stays in the training split, and with fewer held-out "
+            "rows than classes no split is stratified. Validation and test metrics say little about them.",
+        )
     return warnings
+
+
+def _zeros_message(spec: JobSpec) -> str:
+    """What zero weights do to this network (the activation and dropout decide)."""
+    advice = " Use xavier_uniform (or he_normal for ReLU)."
+    gated = isinstance(spec.network, RNNNetwork) and spec.network.cell != RNNCell.rnn  # own activations
+    if spec.activation == Activation.relu and not gated:
+        return (
+            "Zero weights with relu: every hidden unit outputs 0 and relu'(0) = 0, so no gradient reaches "
+            "the hidden layers and they never learn (dropout cannot change that)." + advice
+        )
+    if spec.generalization.dropout > 0:
+        return (
+            "Zero weights sit on a saddle point: the hidden units of a layer start identical and only "
+            "dropout's random masks make them differ, slowly (without dropout they would stay identical)."
+            + advice
+        )
+    return (
+        "Zero weights sit on a saddle point: the hidden units of a layer start identical and get identical "
+        "updates, so they stay identical and each layer acts as a single unit." + advice
+    )
 
 
 RNN_GATES = {RNNCell.rnn: 1, RNNCell.lstm: 4, RNNCell.gru: 3}

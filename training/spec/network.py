@@ -143,6 +143,13 @@ class InputScaling(StrEnum):
     zscore = "zscore"
 
 
+class TargetScaling(StrEnum):
+    """Regression target scaling, fitted on the training split (metrics and predictions: original units)."""
+
+    none = "none"
+    zscore = "zscore"
+
+
 class LayerNormalization(StrEnum):
     """Normalization after each hidden linear layer, before its activation."""
 
@@ -157,6 +164,11 @@ class Normalization(SpecModel):
     inputs: InputScaling = Field(
         InputScaling.zscore,
         description="minmax: p' = 2(p - min)/(max - min) - 1; zscore: p' = (p - mean)/std; fitted on train.",
+    )
+    targets: TargetScaling = Field(
+        TargetScaling.zscore,
+        description="Regression only: zscore trains on (y - mean)/std of the training split; "
+        "every metric and prediction is in the original units.",
     )
     layers: LayerNormalization = Field(LayerNormalization.none, description="Per-layer normalization.")
     momentum: float = Field(

@@ -89,7 +89,13 @@ class AdamW(_OptimizerBase):
     learning_rate: LearningRate = 0.001
     betas: tuple[Beta, Beta] = Field((0.9, 0.999), description="Decay rates of the moment estimates.")
     eps: Eps = 1e-8
-    weight_decay: float = Field(0.01, ge=0.0, le=1.0, description="Decoupled weight decay.")
+    weight_decay: float = Field(
+        0.01,
+        ge=0.0,
+        le=1.0,
+        description="Decoupled weight decay w ← w - lr·weight_decay·w, on the weight matrices only "
+        "(the set generalization.l2 covers: not biases, not normalization gains).",
+    )
 
 
 class RMSprop(_OptimizerBase):
@@ -113,6 +119,11 @@ class Adagrad(_OptimizerBase):
 Optimizer = Annotated[
     SGD | Momentum | Nesterov | Adam | AdamW | RMSprop | Adagrad, Field(discriminator="name")
 ]
+
+
+def named_optimizer(value: Any) -> Any:
+    """An optimizer without a name is adam, the default (as a network without a type is an mlp)."""
+    return {"name": Adam.model_fields["name"].default, **value} if isinstance(value, dict) else value
 
 
 class NormClipping(SpecModel):
