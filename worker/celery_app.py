@@ -43,6 +43,9 @@ _context: WorkerContext | None = None
 _main_pid: int | None = None  # the worker's main process (pool children check it is still there)
 _prepared = False  # prepare_process() ran in this process
 _reaper_sessions: sessionmaker[Session] | None = None
+# The Celery worker this process belongs to, set in its main process before the pool forks (children
+# inherit it): GET /v1/workers groups training processes by it.
+_node: dict[str, Any] = {}
 
 
 def worker_device() -> str:
@@ -60,8 +63,15 @@ def worker_context() -> WorkerContext:
     global _context
     if _context is None:
         queues = os.environ.get(QUEUES_ENV, "")
+        host = socket.gethostname()
         identity = WorkerIdentity(
-            name=f"{socket.gethostname()}:{os.getpid()}", device=worker_device(), queues=queues
+            name=f"{host}:{os.getpid()}",
+            device=worker_device(),
+            queues=queues,
+            node=_node.get("name"),
+            host=host,
+            pid=_node.get("pid", os.getpid()),
+            concurrency=_node.get("concurrency"),
         )
         _context = WorkerContext(get_settings(), identity, celery_app)
     return _context
@@ -138,6 +148,8 @@ def _on_worker_start(sender: Any = None, **_kwargs: Any) -> None:
     supervisor = os.environ.get(SUPERVISOR_PID_ENV)
     if supervisor:
         watch_parent(int(supervisor), _orphaned)
+    _node.update(name=getattr(sender, "hostname", None), pid=os.getpid())
+    _node["concurrency"] = getattr(sender, "concurrency", None)
     # With the solo pool the main process runs the jobs itself (prepared once, whichever signal comes).
     if "solo" in str(getattr(sender, "pool_cls", "")).lower():
         prepare_process()

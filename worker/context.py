@@ -41,6 +41,10 @@ class WorkerIdentity:
     name: str
     device: str
     queues: str
+    node: str | None = None  # the Celery worker this process belongs to
+    host: str | None = None
+    pid: int | None = None  # the Celery worker's main process
+    concurrency: int | None = None
 
 
 class WorkerContext:
@@ -70,6 +74,10 @@ class WorkerContext:
                 device=identity.device,
                 queues=identity.queues,
                 current_job_id=current_job_id,
+                node=identity.node,
+                host=identity.host,
+                pid=identity.pid,
+                concurrency=identity.concurrency,
             )
         )
 
