@@ -115,6 +115,35 @@ _STATUS_TEXT = {
 }
 
 
+# One example body per status, so that Swagger UI and generated clients show the problem each one answers
+# (without them every status would show the schema's own 422 example).
+_STATUS_EXAMPLE: dict[int, tuple[str, str, str]] = {
+    401: ("unauthorized", "Unauthorized", "Unknown API key. Send 'Authorization: Bearer <key>'."),
+    404: ("not-found", "Not found", "no job with id 'job_3f9c1a2b4d5e6f70'"),
+    409: ("conflict", "Conflict", "job job_3f9c1a2b4d5e6f70 is running; cancel it and wait for it to end"),
+    413: ("payload-too-large", "Payload too large", "over 52428800 bytes (TRAINCTL_MAX_UPLOAD_BYTES)"),
+    422: (
+        "invalid-request",
+        "Invalid request",
+        "spec.optimizer.learning_rate: Input should be greater than 0",
+    ),
+    429: ("too-many-requests", "Too many requests", "100 queued jobs (TRAINCTL_MAX_QUEUED_JOBS_PER_OWNER)"),
+    503: ("service-unavailable", "Service unavailable", "The database is unreachable; retry shortly."),
+}
+
+
+def problem_example(status: int) -> dict[str, Any]:
+    """A typical problem body of `status`."""
+    slug, title, detail = _STATUS_EXAMPLE[status]
+    example: dict[str, Any] = {"type": f"urn:trainctl:problem:{slug}", "title": title, "status": status}
+    example["detail"] = detail
+    if status == 422:
+        example["errors"] = [
+            {"field": "spec.optimizer.learning_rate", "message": "Input should be greater than 0"}
+        ]
+    return example
+
+
 def problem_responses(
     *statuses: int, success: dict[str, Any] | None = None
 ) -> dict[int | str, dict[str, Any]]:
@@ -124,7 +153,12 @@ def problem_responses(
         status: {
             "model": Problem,
             "description": _STATUS_TEXT[status],
-            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            "content": {
+                PROBLEM_MEDIA_TYPE: {
+                    "schema": {"$ref": "#/components/schemas/Problem"},
+                    "example": problem_example(status),
+                }
+            },
         }
         for status in sorted({401, 422, 503, *statuses})
     }

@@ -17,10 +17,12 @@ from api.health.router import router as health_router
 from api.jobs.router import router as jobs_router
 from api.monitoring import RequestMiddleware, make_registry
 from api.monitoring import router as monitoring_router
+from api.openapi import install_openapi
 from api.plots.router import router as plots_router
 from api.specs.router import router as specs_router
 from api.sweeps.router import router as sweeps_router
 from api.ui import install_ui
+from api.workers.router import router as workers_router
 from core.artifacts import ArtifactStore
 from core.broker import make_celery
 from core.config import Settings, get_settings
@@ -45,6 +47,7 @@ OPENAPI_TAGS = [
     },
     {"name": "specs", "description": "Check a job spec without creating anything."},
     {"name": "datasets", "description": "Upload CSV or NPZ datasets and refer to them from specs."},
+    {"name": "workers", "description": "The Celery workers seen recently and the jobs they train."},
     {"name": "health", "description": "Liveness of the database, broker and workers."},
     {"name": "monitoring", "description": "Prometheus metrics."},
 ]
@@ -86,9 +89,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     install_docs(app)
+    install_openapi(app)
     install_ui(app, settings)
     routers = (jobs_router, events_router, plots_router, sweeps_router, compare_router)
-    for router in (*routers, specs_router, datasets_router, health_router, monitoring_router):
+    for router in (*routers, specs_router, datasets_router, workers_router, health_router, monitoring_router):
         app.include_router(router)
 
     # Added last so it runs first: the body limit applies before anything reads the body.
@@ -97,7 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
         )
     return app

@@ -145,11 +145,17 @@ router = APIRouter(tags=["monitoring"])
 
 @router.get(
     "/metrics",
+    operation_id="get_prometheus_metrics",
     summary="Prometheus metrics",
     description="Jobs by status, queue depth, epochs trained and request latency, in Prometheus text format. "
     "No authentication: expose it only to your monitoring network.",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text exposition."}},
+    responses={
+        200: {
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+            "description": "Prometheus text exposition.",
+        }
+    },
 )
 def prometheus_metrics(request: Request) -> Response:
     """Render the app's registry."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 from fastapi import Path, Query
@@ -49,7 +50,23 @@ TargetQuery = Annotated[
         examples=["val_loss<0.3"],
     ),
 ]
-PNG_RESPONSE = {"content": {"image/png": {}}, "description": "A PNG image."}
+BINARY = {"type": "string", "format": "binary"}  # what generated clients read as bytes (a file)
+PNG_RESPONSE = {"content": {"image/png": {"schema": BINARY}}, "description": "A PNG image."}
+CSV_RESPONSE = {"content": {"text/csv": {"schema": {"type": "string"}}}}
+
+
+class OutputFormat(StrEnum):
+    """How a table is answered."""
+
+    json = "json"
+    csv = "csv"
+
+
+class CompareMode(StrEnum):
+    """Which way is better for the ranking metric."""
+
+    min = "min"
+    max = "max"
 
 
 def job_ids(jobs: str | None) -> list[str] | None:

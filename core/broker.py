@@ -106,6 +106,10 @@ def make_celery(settings: Settings, *, name: str = "trainctl") -> Celery:
         conf |= {
             "broker_url": url,
             "broker_transport_options": {"visibility_timeout": REDIS_VISIBILITY_TIMEOUT_S},
+            # Redis carries Celery's broadcast events: Flower and `celery events` show tasks live (the
+            # embedded transport has no fanout, so there they would only pile up unread).
+            "worker_send_task_events": True,
+            "task_send_sent_event": True,
         }
     app.conf.update(conf)
     return app
@@ -141,11 +145,33 @@ def purge_delivered_messages(settings: Settings, *, older_than: float = 3600.0) 
         engine.dispose()
 
 
+def task_label(job_id: str) -> str:
+    """The name a task shows in Flower, `celery events` and worker logs: the task and its job at a glance."""
+    return f"{RUN_JOB_TASK}[{job_id}]"
+
+
 def publish_job(celery_app: Celery, job_id: str, *, device: str, default_queue: str) -> None:
     """Put a job id on the queue its device needs; the worker resolves everything else from the database."""
-    celery_app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue_for_device(device, default_queue))
+    celery_app.send_task(
+        RUN_JOB_TASK,
+        args=[job_id],
+        queue=queue_for_device(device, default_queue),
+        shadow=task_label(job_id),  # the displayed name; the worker still runs RUN_JOB_TASK
+        headers={"job_id": job_id},
+    )
+
+
+def group_label(job_ids: list[str]) -> str:
+    """The name a replica group's task shows in Flower and worker logs."""
+    return f"{RUN_GROUP_TASK}[{', '.join(job_ids)}]"
 
 
 def publish_group(celery_app: Celery, job_ids: list[str], *, device: str, default_queue: str) -> None:
     """Put a replica group's job ids on the queue its device needs: one worker trains them together."""
-    celery_app.send_task(RUN_GROUP_TASK, args=[job_ids], queue=queue_for_device(device, default_queue))
+    celery_app.send_task(
+        RUN_GROUP_TASK,
+        args=[job_ids],
+        queue=queue_for_device(device, default_queue),
+        shadow=group_label(job_ids),
+        headers={"job_ids": job_ids},
+    )

@@ -326,15 +326,28 @@ def republish_lost(session: Session, *, older_than: float, now: datetime | None 
 
 
 def record_worker_beat(
-    session: Session, *, name: str, device: str, queues: str, current_job_id: str | None
+    session: Session,
+    *,
+    name: str,
+    device: str,
+    queues: str,
+    current_job_id: str | None,
+    node: str | None = None,
+    host: str | None = None,
+    pid: int | None = None,
+    concurrency: int | None = None,
 ) -> None:
-    """Announce a worker process (for health: workers seen recently)."""
+    """Announce a training process (for health and GET /v1/workers: who was seen recently, running what)."""
     now = utcnow()
     values = {
         "name": name,
         "device": device,
         "queues": queues,
         "current_job_id": current_job_id,
+        "node": node,
+        "host": host,
+        "pid": pid,
+        "concurrency": concurrency,
         "last_seen": now,
     }
     existing = session.get(WorkerBeat, name)

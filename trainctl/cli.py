@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from enum import StrEnum
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Annotated
 import typer
 
 from core.config import Settings, get_settings
+from trainctl import __version__
 from trainctl.client_cli import register_client_commands
 
 app = typer.Typer(
@@ -19,7 +21,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-keys_app = typer.Typer(help="Create and revoke API keys.", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 datasets_app = typer.Typer(help="Benchmark datasets in the cache that workers read.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
@@ -35,6 +37,22 @@ DataDirOption = Annotated[
 ]
 HostOption = Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps the API on this machine.")]
 PortOption = Annotated[int, typer.Option(min=1, max=65535, help="Port of the HTTP API.")]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"trainctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """Training as a service: run the API and workers, manage API keys and the database."""
 
 
 def load_settings(data_dir: Path | None = None) -> Settings:
@@ -168,6 +186,40 @@ def keys_create(
         engine.dispose()
     typer.secho(f"key {row.id} for {row.owner} (shown once; store it now):", err=True)
     typer.echo(secret)
+
+
+@keys_app.command("list")
+def keys_list(
+    owner: Annotated[str | None, typer.Option(help="Only this owner's keys.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    data_dir: DataDirOption = None,
+) -> None:
+    """List API keys: id, owner, created, revoked (never the key itself: only its hash is stored)."""
+    from api.auth.service import list_keys
+    from core.db import make_engine, make_session_factory
+
+    engine = make_engine(load_settings(data_dir).resolved_database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            rows = [
+                {
+                    "id": key.id,
+                    "owner": key.owner,
+                    "created_at": key.created_at.isoformat(timespec="seconds"),
+                    "revoked_at": key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else None,
+                }
+                for key in list_keys(session, owner=owner)
+            ]
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    typer.echo(f"{'ID':<20} {'OWNER':<18} {'CREATED (UTC)':<16} REVOKED")
+    for row in rows:
+        created = str(row["created_at"])[:16].replace("T", " ")
+        revoked = str(row["revoked_at"] or "-")[:16].replace("T", " ")
+        typer.echo(f"{row['id']:<20} {str(row['owner'])[:18]:<18} {created:<16} {revoked}")
 
 
 @keys_app.command("revoke")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +16,8 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
 from trainctl.client import FINISHED, Client, ServerUnreachable, TrainctlError, WaitTimeout
 
+# Exit codes (the README's table): 0 ok; 1 a job failed or was cancelled, or what was named does not
+# exist; 2 usage or validation error; 3 the server is unreachable, answered 5xx, or a wait timed out.
 EXIT_FAILED, EXIT_USAGE, EXIT_SERVICE = 1, 2, 3
 LOSSES = ("train_loss", "val_loss")
 SUMMARY_SUFFIXES = ("loss", "accuracy", "rmse")
@@ -50,9 +53,9 @@ def err_console() -> Console:
 
 
 def out_console() -> Console:
-    """Tables and results; piped output gets room for wide tables instead of 80 columns."""
+    """Tables and results; piped output gets room for wide tables (unless COLUMNS says otherwise)."""
     console = Console(highlight=False, soft_wrap=True)
-    if not console.is_terminal:
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
         console = Console(highlight=False, soft_wrap=True, width=200)
     return console
 
@@ -75,6 +78,8 @@ def connect(url: str | None, key: str | None) -> Iterator[Client]:
         message = str(error)
         if error.status == 401 and not client.api_key:
             message += "\n  no API key: pass --key, set TRAINCTL_API_KEY, or run where var/api-key is"
+        if error.status == 404:  # one line: what was not found
+            raise die(error.detail or message, EXIT_FAILED) from error
         raise die(message, EXIT_USAGE if 400 <= error.status < 500 else EXIT_SERVICE) from error
     except WaitTimeout as error:
         raise die(str(error), EXIT_SERVICE) from error
@@ -126,10 +131,14 @@ def fmt_seconds(seconds: float | None) -> str:
     return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
-def losses_text(record: dict[str, Any] | None) -> str:
+def losses_text(record: dict[str, Any] | None, *, short: bool = False) -> str:
+    """`train_loss 0.31  val_loss 0.35` (short, for a progress bar: `train 0.31 val 0.35`)."""
     if not record:
         return ""
-    return "  ".join(f"{name} {fmt(record[name])}" for name in LOSSES if record.get(name) is not None)
+    present = [name for name in LOSSES if record.get(name) is not None]
+    if short:
+        return " ".join(f"{name.removesuffix('_loss')} {fmt(record[name], 3)}" for name in present)
+    return "  ".join(f"{name} {fmt(record[name])}" for name in present)
 
 
 def print_summary(job: dict[str, Any], console: Console) -> None:
@@ -173,10 +182,11 @@ class JobProgress:
         self.bar: Progress | None = None
         self.task: TaskID | None = None
         if console.is_terminal:
+            # Fits 80 columns: the id was printed above, so the line is status, bar, epoch, losses, ETA.
             self.bar = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                TextColumn("epoch {task.completed:.0f}/{task.total:.0f}"),
+                TextColumn("[bold]{task.description:<9}"),
+                BarColumn(bar_width=16),
+                TextColumn("{task.completed:.0f}/{task.total:.0f}"),
                 TextColumn("{task.fields[losses]}"),
                 TextColumn("ETA {task.fields[eta]}"),
                 console=console,
@@ -185,7 +195,7 @@ class JobProgress:
     def __enter__(self) -> JobProgress:
         if self.bar is not None:
             self.bar.start()
-            self.task = self.bar.add_task(self.job_id, total=self.epochs, losses="", eta="-")
+            self.task = self.bar.add_task("queued", total=self.epochs, losses="", eta="-")
         return self
 
     def __exit__(self, *_exc: object) -> None:
@@ -207,8 +217,8 @@ class JobProgress:
                 self.task,
                 completed=epoch,
                 total=epochs,
-                description=f"{self.job_id} {job['status']}",
-                losses=losses_text(self.record),
+                description=job["status"],
+                losses=losses_text(self.record, short=True),
                 eta=eta,
             )
         else:

@@ -5,20 +5,33 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from trainctl import __version__
 from trainctl.errors import FieldProblem, ServerUnreachable, TrainctlError, WaitTimeout
+from trainctl.retry import NO_RETRY, HttpClient, RetryPolicy
+from trainctl.sweeps_client import FINISHED, UNSET, SweepsClient, changes, join
 from trainctl.table import Table
 from training.records import EpochRecord
 
-__all__ = ["Client", "FieldProblem", "ServerUnreachable", "Table", "TrainctlError", "WaitTimeout"]
+__all__ = [
+    "NO_RETRY",
+    "Client",
+    "FieldProblem",
+    "RetryPolicy",
+    "ServerUnreachable",
+    "Table",
+    "TrainctlError",
+    "WaitTimeout",
+]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-FINISHED = frozenset({"succeeded", "failed", "cancelled"})
+MAX_PAGE = 100  # the server's largest page
 
 
 def default_key_file() -> Path:
@@ -38,13 +51,7 @@ def resolve_key(api_key: str | None = None) -> str | None:
         return None
 
 
-def _join(values: Iterable[str] | str | None) -> str | None:
-    if values is None or isinstance(values, str):
-        return values
-    return ",".join(str(value) for value in values)
-
-
-class Client:
+class Client(SweepsClient):
     """The trainctl API over HTTP. Every failure answered by the server raises TrainctlError."""
 
     def __init__(
@@ -53,57 +60,29 @@ class Client:
         api_key: str | None = None,
         timeout: float = 30.0,
         *,
+        retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """`retry`: how long safe requests (GETs, POSTs with an Idempotency-Key) are retried on connection
+        errors and 503 (default: up to TRAINCTL_RETRY_SECONDS, else 30 s; NO_RETRY turns it off)."""
         self.url = (url or os.environ.get("TRAINCTL_URL") or DEFAULT_URL).rstrip("/")
         self.api_key = resolve_key(api_key)
-        headers = {"User-Agent": "trainctl-client"}
+        headers = {"User-Agent": f"trainctl-client/{__version__}"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+        retry = retry or RetryPolicy(total=float(os.environ.get("TRAINCTL_RETRY_SECONDS") or 30.0))
+        self._api = HttpClient(self.url, headers, timeout, retry, transport)
+        self._http = self._api._http  # the event stream reads it directly
 
     def close(self) -> None:
         """Close the connection pool."""
-        self._http.close()
+        self._api.close()
 
     def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
-
-    # -- plumbing ---------------------------------------------------------------------------------------
-
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.TransportError as error:
-            reason = type(error).__name__ + (f": {error}" if str(error) else "")
-            raise ServerUnreachable(self.url, reason) from error
-        if response.is_error:
-            raise TrainctlError.from_response(response)
-        return response
-
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self._request(method, path, **kwargs).json()
-
-    def _save(self, path: str, target: str | Path, params: Mapping[str, Any] | None = None) -> Path:
-        """Stream a GET into a file (written next to it first, so a failure leaves no half file)."""
-        target = Path(target)
-        partial = target.with_name(target.name + ".part")
-        try:
-            with self._http.stream("GET", path, params=params) as response:
-                if response.is_error:
-                    response.read()
-                    raise TrainctlError.from_response(response)
-                with partial.open("wb") as handle:
-                    for chunk in response.iter_bytes():
-                        handle.write(chunk)
-        except httpx.TransportError as error:
-            partial.unlink(missing_ok=True)
-            raise ServerUnreachable(self.url, type(error).__name__) from error
-        partial.replace(target)
-        return target
 
     # -- jobs -------------------------------------------------------------------------------------------
 
@@ -114,13 +93,17 @@ class Client:
         tags: Iterable[str] | None = None,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        """Submit a job spec; returns the queued job (with its lint warnings)."""
+        """Submit a job spec; returns the queued job (with its lint warnings).
+
+        Every submission carries an Idempotency-Key (a new one unless given), so a retry after a lost
+        answer returns the same job instead of a second one.
+        """
         body: dict[str, Any] = {"spec": dict(spec)}
         if name:
             body["name"] = name
         if tags:
             body["tags"] = list(tags)
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        headers = {"Idempotency-Key": idempotency_key or f"trainctl-{uuid.uuid4()}"}
         job: dict[str, Any] = self._json("POST", "/v1/jobs", json=body, headers=headers)
         return job
 
@@ -135,12 +118,45 @@ class Client:
         return job
 
     def jobs(
-        self, *, status: str | None = None, tag: str | None = None, limit: int = 20
+        self,
+        *,
+        status: str | None = None,
+        tag: str | None = None,
+        name: str | None = None,
+        sweep: str | None = None,
+        sort: str | None = None,
+        limit: int = 20,
     ) -> list[dict[str, Any]]:
-        """The newest jobs (one page), optionally filtered."""
-        params = {k: v for k, v in {"status": status, "tag": tag, "limit": limit}.items() if v is not None}
-        page: dict[str, Any] = self._json("GET", "/v1/jobs", params=params)
-        return list(page["items"])
+        """Up to `limit` jobs, newest first (or by `sort`: -test_accuracy, val_loss...), filtered."""
+        found: list[dict[str, Any]] = []
+        cursor = None
+        while len(found) < limit:
+            params: dict[str, Any] = {
+                "status": status,
+                "tag": tag,
+                "name": name,
+                "sweep": sweep,
+                "sort": sort,
+            }
+            params |= {"limit": min(limit - len(found), MAX_PAGE), "cursor": cursor}
+            page = self._json("GET", "/v1/jobs", params={k: v for k, v in params.items() if v is not None})
+            found += page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+        return found
+
+    def update(
+        self,
+        job_id: str,
+        *,
+        name: str | None = UNSET,
+        tags: Iterable[str] | None = UNSET,
+        notes: str | None = UNSET,
+    ) -> dict[str, Any]:
+        """Rename, re-tag (the whole list) or annotate a job; None clears the name or notes."""
+        job: dict[str, Any] = self._json("PATCH", f"/v1/jobs/{job_id}", json=changes(name, tags, notes))
+        return job
 
     def wait(
         self,
@@ -168,7 +184,7 @@ class Client:
         self, job_id: str, since_epoch: int | None = None, fields: Iterable[str] | str | None = None
     ) -> list[dict[str, Any]]:
         """Per-epoch records, oldest first (later epochs only with since_epoch, some keys with fields)."""
-        params = {"since_epoch": since_epoch, "fields": _join(fields)}
+        params = {"since_epoch": since_epoch, "fields": join(fields)}
         page = self._json(
             "GET", f"/v1/jobs/{job_id}/metrics", params={k: v for k, v in params.items() if v is not None}
         )
@@ -176,12 +192,12 @@ class Client:
 
     def metrics_csv(self, job_id: str, fields: Iterable[str] | str | None = None) -> str:
         """Per-epoch metrics as CSV text (layer diagnostics flattened into layers.<name>.<field>)."""
-        params = {"format": "csv"} | ({"fields": _join(fields) or ""} if fields else {})
+        params = {"format": "csv"} | ({"fields": join(fields) or ""} if fields else {})
         return self._request("GET", f"/v1/jobs/{job_id}/metrics", params=params).text
 
     def metrics_table(self, job_id: str, fields: Iterable[str] | str | None = None) -> Table:
         """Per-epoch metrics as a Table: epoch, then the fields asked for, or EpochRecord's in its order."""
-        wanted = None if fields is None else [f for f in (_join(fields) or "").split(",") if f]
+        wanted = None if fields is None else [f for f in (join(fields) or "").split(",") if f]
         records = self.metrics(job_id, fields=wanted)
         if wanted is None:  # EpochRecord's fields in its order, then anything newer the server sends
             present = {name for record in records for name in record}
@@ -270,110 +286,32 @@ class Client:
                     raise ServerUnreachable(self.url, type(error).__name__) from error
                 time.sleep(0.5 * drops)
 
-    # -- sweeps, compare, plots -------------------------------------------------------------------------
+    # -- datasets, workers, health ------------------------------------------------------------------------
 
-    def sweep(
-        self,
-        base: Mapping[str, Any],
-        grid: Mapping[str, Iterable[Any]],
-        seeds: int = 1,
-        name: str | None = None,
-        tags: Iterable[str] | None = None,
+    def upload_dataset(
+        self, path: str | Path, target: str | None = None, task: str | None = None
     ) -> dict[str, Any]:
-        """Create one job per grid point × seed (grid keys are dotted paths into the spec)."""
-        body: dict[str, Any] = {
-            "name": name or "sweep",
-            "base": dict(base),
-            "grid": {path: list(values) for path, values in grid.items()},
-            "seeds": seeds,
-        }
-        if tags:
-            body["tags"] = list(tags)
-        result: dict[str, Any] = self._json("POST", "/v1/sweeps", json=body)
+        """Upload a CSV (header row) or NPZ (X, y); refer to it from a spec as {"dataset": {"id": ...}}."""
+        path = Path(path)
+        form = {k: v for k, v in {"target": target, "task": task}.items() if v is not None}
+        with path.open("rb") as handle:
+            result: dict[str, Any] = self._json(
+                "POST", "/v1/datasets", files={"file": (path.name, handle)}, data=form
+            )
         return result
 
-    def get_sweep(self, sweep_id: str) -> dict[str, Any]:
-        """A sweep with its counts by status and its jobs."""
-        result: dict[str, Any] = self._json("GET", f"/v1/sweeps/{sweep_id}")
-        return result
+    def datasets(self) -> list[dict[str, Any]]:
+        """Your uploaded datasets, newest first."""
+        return list(self._json("GET", "/v1/datasets")["items"])
 
-    def sweeps(self, limit: int = 20) -> list[dict[str, Any]]:
-        """Your newest sweeps (one page)."""
-        page: dict[str, Any] = self._json("GET", "/v1/sweeps", params={"limit": limit})
-        return list(page["items"])
+    def delete_dataset(self, dataset_id: str) -> None:
+        """Delete an uploaded dataset (refused while a queued or running job uses it)."""
+        self._request("DELETE", f"/v1/datasets/{dataset_id}")
 
-    def cancel_sweep(self, sweep_id: str) -> dict[str, Any]:
-        """Cancel every unfinished job of a sweep."""
-        result: dict[str, Any] = self._json("POST", f"/v1/sweeps/{sweep_id}/cancel")
-        return result
-
-    def add_seeds(self, sweep_id: str, seeds: int) -> dict[str, Any]:
-        """Give every grid point `seeds` seeds in total; only the missing ones run (`added` lists them)."""
-        result: dict[str, Any] = self._json("POST", f"/v1/sweeps/{sweep_id}/seeds", json={"seeds": seeds})
-        return result
-
-    def wait_sweep(
-        self,
-        sweep_id: str,
-        timeout: float | None = None,
-        on_progress: Callable[[dict[str, Any]], None] | None = None,
-        poll: float = 1.0,
-    ) -> dict[str, Any]:
-        """Poll until every job of the sweep has finished; on_progress(sweep) sees each change."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        last = None
-        while True:
-            sweep = self.get_sweep(sweep_id)
-            counts = {status: n for status, n in sweep.get("counts", {}).items() if n}
-            if on_progress is not None and counts != last:
-                on_progress(sweep)
-            last = counts
-            if all(job["status"] in FINISHED for job in sweep.get("jobs", [])):
-                return sweep
-            if deadline is not None and time.monotonic() >= deadline:
-                raise WaitTimeout(f"sweep {sweep_id}", timeout or 0.0, sweep)
-            time.sleep(poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic())))
-
-    @staticmethod
-    def _selection(jobs: Iterable[str] | str | None, sweep: str | None) -> dict[str, str]:
-        if (jobs is None) == (sweep is None):
-            raise ValueError("give either jobs or sweep")
-        return {"jobs": _join(jobs) or ""} if jobs is not None else {"sweep": str(sweep)}
-
-    def compare(
-        self, jobs: Iterable[str] | str | None = None, sweep: str | None = None, **params: Any
-    ) -> dict[str, Any]:
-        """Compare jobs (or a sweep's jobs): common spec, per-job differences and results, seed groups.
-
-        Extra keyword arguments are query parameters: metric, mode, target, alpha, fields, points,
-        job_curves.
-        """
-        query = self._selection(jobs, sweep) | {
-            k: _join(v) if isinstance(v, list | tuple) else v for k, v in params.items() if v is not None
-        }
-        result: dict[str, Any] = self._json("GET", "/v1/compare", params=query)
-        return result
-
-    def compare_csv(
-        self, jobs: Iterable[str] | str | None = None, sweep: str | None = None, **params: Any
-    ) -> str:
-        """The comparison as one flat CSV table (table=jobs, groups, effects or bands)."""
-        query = self._selection(jobs, sweep) | {"format": "csv"}
-        query |= {k: v for k, v in params.items() if v is not None}
-        return self._request("GET", "/v1/compare", params=query).text
-
-    def plot(
-        self,
-        jobs: Iterable[str] | str | None = None,
-        sweep: str | None = None,
-        metric: str = "val_loss",
-        path: str | Path = "compare.png",
-        **params: Any,
-    ) -> Path:
-        """Save overlaid learning curves of jobs (or a sweep), mean and 95% CI band per seed group, as PNG."""
-        query = self._selection(jobs, sweep) | {"metric": metric}
-        query |= {k: v for k, v in params.items() if v is not None}
-        return self._save("/v1/compare/plot.png", path, params=query)
+    def workers(self, seen_within: float | None = None) -> list[dict[str, Any]]:
+        """Celery workers seen recently: host, pid, queues, device, concurrency, current jobs, last seen."""
+        params = {"seen_within": seen_within} if seen_within is not None else None
+        return list(self._json("GET", "/v1/workers", params=params)["items"])
 
     def health(self) -> dict[str, Any]:
         """The service's health (no key needed)."""

@@ -1,8 +1,8 @@
 """Client commands of `trainctl` (submit, status, watch, metrics, compare, sweep, download, plot, cancel).
 
-Exit codes: 0 ok; 1 a job failed (or a sweep's job, or a watched job failed or was cancelled);
-2 usage or validation error (bad spec file, bad --grid, a 4xx answer); 3 the server is unreachable,
-answered 5xx, or a --wait timed out.
+Exit codes: 0 ok; 1 a job failed (or a sweep's job, or a watched job failed or was cancelled), or the
+job, sweep or dataset named does not exist (404); 2 usage or validation error (bad spec file, bad --grid,
+another 4xx answer); 3 the server is unreachable, answered 5xx, or a --wait timed out.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from trainctl.cli_common import (
     read_spec,
 )
 from trainctl.client import FINISHED, TrainctlError
+from trainctl.organize_cli import delete, list_jobs, note, tag, workers
 from trainctl.sweep_cli import add_seeds, compare, sweep
 from training.records import is_maximized
 
@@ -44,6 +45,9 @@ def register_client_commands(app: typer.Typer) -> None:
     """Add the client commands to the `trainctl` app."""
     for command in (submit, status, watch, metrics, compare, sweep, add_seeds, download, plot, cancel):
         app.command(rich_help_panel="Client")(command)
+    app.command("list", rich_help_panel="Client")(list_jobs)
+    for organizing in (tag, note, delete, workers):
+        app.command(rich_help_panel="Client")(organizing)
 
 
 def submit(

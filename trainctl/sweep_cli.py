@@ -6,6 +6,7 @@ import json
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table as RichTable
@@ -26,6 +27,14 @@ from trainctl.cli_common import (
     read_spec,
 )
 from trainctl.client import FINISHED, Client
+from trainctl.compare_layout import (
+    FIELDS_AS_ROWS_UP_TO,
+    cell,
+    fields_as_rows,
+    job_label,
+    short_headers,
+    tested_metrics,
+)
 from trainctl.compare_view import TABLE_WIDTH, effects_table, groups_table
 from trainctl.compare_view import notes as compare_notes
 from training.records import is_maximized
@@ -161,6 +170,31 @@ def is_grouped(result: dict[str, Any]) -> bool:
     return any(group.get("n", 1) > 1 for group in result.get("groups") or [])
 
 
+def jobs_as_rows(result: dict[str, Any], metric: str, columns: list[str], best_id: str | None) -> RichTable:
+    """Many jobs: one row per job, the differing fields under short headers, numbers in their own columns."""
+    jobs = result.get("jobs", [])
+    headers = short_headers(columns)
+    target = result.get("target")
+    tests = tested_metrics(jobs)[:1]  # the headline test metric; --json or --csv has every one
+    table = RichTable(title=f"compare by {metric}", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("")
+    table.add_column("job", overflow="fold")
+    for column in columns:
+        table.add_column(headers[column], overflow="fold")
+    for header in (f"best {metric}", *tests, *([f"epochs to {target}"] if target else []), "time"):
+        table.add_column(header, justify="right", no_wrap=True)
+    for job in jobs:
+        is_best = job["id"] == best_id
+        cells = ["★" if is_best else "", job_label(job)]
+        cells += [cell((job.get("differs") or {}).get(column)) for column in columns]
+        cells += [fmt(_value(job.get("best"), metric))]
+        cells += [fmt((job.get("test") or {}).get(name)) for name in tests]
+        cells += [fmt(job.get("epochs_to_target"))] if target else []
+        cells.append(fmt_seconds(job.get("seconds")))
+        table.add_row(*cells, style="bold green" if is_best else None)
+    return table
+
+
 def compare_table(result: dict[str, Any], metric: str) -> tuple[RichTable, list[str]]:
     """The comparison as a rich table (one row per seed group when any group has n > 1) and notes."""
     jobs = result.get("jobs", [])
@@ -171,40 +205,14 @@ def compare_table(result: dict[str, Any], metric: str) -> tuple[RichTable, list[
             notes.append("note: the specs are identical but for the seed; only chance separates them.")
         return groups_table(result, metric), notes
     columns = list(dict.fromkeys(path for job in jobs for path in job.get("differs") or {}))
-    table = RichTable(title=f"compare by {metric}", title_justify="left")
-    table.add_column("")
-    table.add_column("job")
-    table.add_column("status")
-    for column in columns:
-        table.add_column(column)
-    for header in (
-        f"best {metric}",
-        "best epoch",
-        f"final {metric}",
-        "test",
-        "epochs to target",
-        "seconds",
-    ):
-        table.add_column(header, justify="right")
     values = [(_value(job.get("best"), metric), job["id"]) for job in jobs]
     present = [(v, i) for v, i in values if isinstance(v, int | float)]
     mode = result.get("mode") or ("max" if is_maximized(metric) else "min")
     best_id = (max(present) if mode == "max" else min(present))[1] if present else None
-    for job in jobs:
-        test = job.get("test") or {}
-        test_text = "  ".join(f"{k} {fmt(v)}" for k, v in test.items() if isinstance(v, int | float))
-        is_best = job["id"] == best_id
-        cells = ["★" if is_best else "", job["id"], job.get("status", "")]
-        cells += [fmt((job.get("differs") or {}).get(column)) for column in columns]
-        cells += [
-            fmt(_value(job.get("best"), metric)),
-            fmt(job.get("best_epoch")),
-            fmt(_value(job.get("final"), metric)),
-            test_text or "-",
-            fmt(job.get("epochs_to_target")),
-            fmt_seconds(job.get("seconds")),
-        ]
-        table.add_row(*cells, style="bold green" if is_best else None)
+    if len(jobs) <= FIELDS_AS_ROWS_UP_TO:
+        table = fields_as_rows(result, metric, columns, best_id)
+    else:
+        table = jobs_as_rows(result, metric, columns, best_id)
     if not columns and len(jobs) > 1:
         notes.append("note: the specs are identical but for nothing shown; only chance separates them.")
     return table, notes

@@ -47,7 +47,12 @@ def _table(X: np.ndarray, y: np.ndarray, class_labels: list[str]) -> Table:
         raise DatasetError(f"labels must lie in 0..{len(class_labels) - 1}; found {y.min()}..{y.max()}")
     names = [f"x{i}" for i in range(X.shape[-1])]
     return Table(
-        X.astype(np.float32), y.astype(np.int64), Task.classification, len(class_labels), names, class_labels
+        X.astype(np.float32),
+        y.astype(np.int64),
+        Task.classification,
+        len(class_labels),
+        names,
+        list(class_labels),
     )
 
 

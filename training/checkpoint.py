@@ -23,6 +23,7 @@ from training.data import Scaler, scale_inputs
 from training.network import Network, build_network
 from training.records import EpochRecord
 from training.spec import InputScaling, JobSpec, Task
+from training.tabular import ClassLabel
 
 FORMAT = "trainctl-checkpoint/1"
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -185,7 +186,7 @@ class TrainedModel:
     input_shape: tuple[int, ...]
     outputs: int
     epoch: int
-    class_labels: list[str] | None
+    class_labels: list[ClassLabel] | None
     targets: Scaler | None = None  # the network predicts regression targets in these scaled units
 
     def predict(self, inputs: Any) -> dict[str, Any]:
@@ -214,8 +215,12 @@ class TrainedModel:
         if self.task == Task.classification:
             probabilities = torch.softmax(out, dim=1)
             indices = probabilities.argmax(dim=1).tolist()
-            labels = self.class_labels or [str(i) for i in range(self.outputs)]
-            return {"classes": [labels[i] for i in indices], "probabilities": probabilities.tolist()}
+            labels: list[ClassLabel] = self.class_labels or list(range(self.outputs))
+            return {
+                "classes": [labels[i] for i in indices],
+                "probabilities": probabilities.tolist(),
+                "class_labels": labels,  # the class of each probability column
+            }
         return {"values": (self.targets.invert(out) if self.targets is not None else out).tolist()}
 
 

@@ -29,7 +29,7 @@ from training.spec import (
     example_kind,
     example_shape,
 )
-from training.tabular import DatasetError, Table, make_table, read_dataset
+from training.tabular import ClassLabel, DatasetError, Table, class_label, make_table, read_dataset
 
 SCALING_ROWS = 8192  # rows scaled at a time: float64 copies of MNIST or CIFAR-10 at once would be GBs
 
@@ -130,7 +130,7 @@ def load_table(spec: DatasetSpec) -> Table:
             ]
             table = make_table(bunch.data, bunch.target, names, task)
             if task == Task.classification and "target_names" in bunch:  # iris: setosa, not "0"
-                table.class_labels = [str(label) for label in bunch.target_names]
+                table.class_labels = [class_label(label) for label in bunch.target_names]
             return table
         case SyntheticDatasetSpec():
             return _synthetic(spec)
@@ -217,7 +217,7 @@ class Splits:
     scaler: Scaler
     feature_scale: float  # largest |x| of the raw training features, for lint
     feature_names: list[str]
-    class_labels: list[str] | None
+    class_labels: list[ClassLabel] | None
     targets: Scaler | None = None  # regression targets are trained on in these scaled units
     unstratified_classes: list[str] = field(default_factory=list)  # see _split
 
@@ -335,6 +335,6 @@ def prepare(
         class_labels=table.class_labels,
         targets=target_scaler,
         unstratified_classes=[
-            labels[c] if c < len(labels) else str(c) for c in sorted({*unstratified, *more})
+            str(labels[c]) if c < len(labels) else str(c) for c in sorted({*unstratified, *more})
         ],
     )

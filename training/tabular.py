@@ -8,7 +8,7 @@ import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.lib import format as npy
@@ -74,6 +74,20 @@ class DatasetLimits:
             )
 
 
+ClassLabel = int | float | str
+
+
+def class_label(value: Any) -> ClassLabel:
+    """A class label as the dataset has it: whole numbers as int (digits: 3, not "3"), text as str."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, int | float) else str(value)
+
+
 @dataclass
 class Table:
     """Features, target and what kind of problem they pose."""
@@ -83,7 +97,7 @@ class Table:
     task: Task
     classes: int | None
     feature_names: list[str]
-    class_labels: list[str] | None = None  # original label of each class index
+    class_labels: list[ClassLabel] | None = None  # original label of each class index, in its own type
 
 
 def infer_task(y: np.ndarray) -> Task:
@@ -129,7 +143,8 @@ def _classes(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct labels and each row's class index."""
     if y.ndim == 2 and y.shape[1] != 1:
         raise DatasetError(f"a classification target is one column; y has shape {y.shape}")
-    labels, codes = np.unique(y.reshape(len(y)), return_inverse=True)
+    flat = y.reshape(len(y))
+    labels, codes = np.unique(flat.astype(str) if flat.dtype.kind == "O" else flat, return_inverse=True)
     if len(labels) < 2:
         raise DatasetError("a classification target needs at least two classes")
     if y.dtype.kind in "OUS" and max(len(str(label)) for label in labels) > MAX_LABEL_CHARS:
@@ -148,7 +163,8 @@ def make_table(X: np.ndarray, y: np.ndarray, feature_names: list[str], task: Tas
     task = task or infer_task(y)
     if task == Task.classification:
         labels, codes = _classes(y)
-        return Table(X, codes.astype(np.int64), task, len(labels), feature_names, [str(v) for v in labels])
+        classes = [class_label(v) for v in labels]
+        return Table(X, codes.astype(np.int64), task, len(labels), feature_names, classes)
     try:
         values = y.astype(np.float32)
     except (TypeError, ValueError):

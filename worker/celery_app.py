@@ -16,7 +16,7 @@ from core.broker import REAPER_TASK, make_celery
 from core.config import get_settings
 from core.db import engine_for, make_session_factory
 from core.process import SUPERVISOR_PID_ENV, die_with_parent, watch_parent
-from worker import runner
+from worker.context import WorkerContext, WorkerIdentity, shutdown_requested
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,13 @@ celery_app.conf.update(
 
 ORPHAN_GRACE_S = 3.0  # how long a worker whose `serve` died may take to hand its jobs back
 
-_context: runner.WorkerContext | None = None
+_context: WorkerContext | None = None
 _main_pid: int | None = None  # the worker's main process (pool children check it is still there)
 _prepared = False  # prepare_process() ran in this process
 _reaper_sessions: sessionmaker[Session] | None = None
+# The Celery worker this process belongs to, set in its main process before the pool forks (children
+# inherit it): GET /v1/workers groups training processes by it.
+_node: dict[str, Any] = {}
 
 
 def worker_device() -> str:
@@ -55,15 +58,22 @@ def worker_device() -> str:
     return "cpu"
 
 
-def worker_context() -> runner.WorkerContext:
+def worker_context() -> WorkerContext:
     """This process's engine, sessions and store, created on first use (after the fork)."""
     global _context
     if _context is None:
         queues = os.environ.get(QUEUES_ENV, "")
-        identity = runner.WorkerIdentity(
-            name=f"{socket.gethostname()}:{os.getpid()}", device=worker_device(), queues=queues
+        host = socket.gethostname()
+        identity = WorkerIdentity(
+            name=f"{host}:{os.getpid()}",
+            device=worker_device(),
+            queues=queues,
+            node=_node.get("name"),
+            host=host,
+            pid=_node.get("pid", os.getpid()),
+            concurrency=_node.get("concurrency"),
         )
-        _context = runner.WorkerContext(get_settings(), identity, celery_app)
+        _context = WorkerContext(get_settings(), identity, celery_app)
     return _context
 
 
@@ -124,7 +134,7 @@ def _on_pool_child_start(**_kwargs: Any) -> None:
 def _orphaned() -> None:
     """`trainctl serve` is gone: stop warmly (jobs hand back), and for sure within ORPHAN_GRACE_S."""
     log.warning("trainctl serve is gone: stopping this worker within %.0f s", ORPHAN_GRACE_S)
-    runner.shutdown_requested.set()
+    shutdown_requested.set()
     timer = threading.Timer(ORPHAN_GRACE_S, lambda: os._exit(1))
     timer.daemon = True
     timer.start()
@@ -138,6 +148,8 @@ def _on_worker_start(sender: Any = None, **_kwargs: Any) -> None:
     supervisor = os.environ.get(SUPERVISOR_PID_ENV)
     if supervisor:
         watch_parent(int(supervisor), _orphaned)
+    _node.update(name=getattr(sender, "hostname", None), pid=os.getpid())
+    _node["concurrency"] = getattr(sender, "concurrency", None)
     # With the solo pool the main process runs the jobs itself (prepared once, whichever signal comes).
     if "solo" in str(getattr(sender, "pool_cls", "")).lower():
         prepare_process()
@@ -147,4 +159,4 @@ def _on_worker_start(sender: Any = None, **_kwargs: Any) -> None:
 def _on_shutdown(**_kwargs: Any) -> None:
     # Warm shutdown: running jobs (here or in pool children) checkpoint at the next step and go back
     # to the queue.
-    runner.shutdown_requested.set()
+    shutdown_requested.set()

@@ -16,9 +16,10 @@ from core import lifecycle
 from core.artifacts import checkpoint_key
 from training.callbacks import CheckpointInfo
 from training.records import EpochRecord
+from worker.context import WorkerContext, shutdown_requested
 from worker.heartbeat import JobHeartbeat
 from worker.retention import is_periodic
-from worker.runner import HAND_BACK_AFTER_S, ServiceCallback, WorkerContext, _hand_back, shutdown_requested
+from worker.runner import HAND_BACK_AFTER_S, ServiceCallback, _hand_back
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,9 @@ from core.models import Job, JobStatus
 from training.download import DatasetCache, using_cache
 from training.spec import JobSpec
 from worker import runner
+from worker.context import WorkerContext
 from worker.group_report import GroupReport
-from worker.runner import ServiceCallback, WorkerContext, conclude, describe_error, finish
+from worker.runner import ServiceCallback, conclude, describe_error, finish
 
 log = logging.getLogger(__name__)
 

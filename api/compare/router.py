@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, cast
 
 from fastapi import APIRouter, Query, Response
 
 from api.compare import export, query, service
+from api.compare.query import Mode
 from api.compare.schemas import Comparison
 from api.deps import OwnerDep, SessionDep
 from api.errors import problem_responses
-from api.params import JobsQuery, MetricQuery, SweepQuery, TargetQuery, job_ids
+from api.params import (
+    CSV_RESPONSE,
+    CompareMode,
+    JobsQuery,
+    MetricQuery,
+    OutputFormat,
+    SweepQuery,
+    TargetQuery,
+    job_ids,
+)
 
 router = APIRouter(prefix="/v1/compare", tags=["compare"])
 
 
 @router.get(
     "",
+    operation_id="compare_jobs",
     summary="Compare jobs",
     description="Jobs side by side, named by `jobs=ID,ID,...` or `sweep=ID`:\n\n"
     "- `common`: spec fields (dotted paths) equal in all jobs, once; per job `differs`: only its other "
@@ -40,7 +51,7 @@ router = APIRouter(prefix="/v1/compare", tags=["compare"])
     "statistic of every group and its test against the best), `effects`, or `bands` (one row per group, "
     "field and epoch). Another owner's job or sweep is a 404.",
     response_model=Comparison,
-    responses=problem_responses(404, success={"content": {"text/csv": {}}}),
+    responses=problem_responses(404, success=CSV_RESPONSE),
 )
 def get_compare(
     owner: OwnerDep,
@@ -49,7 +60,7 @@ def get_compare(
     sweep: SweepQuery = None,
     metric: MetricQuery = "val_loss",
     mode: Annotated[
-        Literal["min", "max"] | None,
+        CompareMode | None,
         Query(description="min or max is better; default max for *accuracy, min otherwise."),
     ] = None,
     target: TargetQuery = None,
@@ -66,7 +77,7 @@ def get_compare(
         float, Query(gt=0, lt=1, description="Significance level of the verdicts (Holm-adjusted p < alpha).")
     ] = service.DEFAULT_ALPHA,
     job_curves: Annotated[bool, Query(description="Also every job's curves (`curves`).")] = False,
-    format: Annotated[Literal["json", "csv"], Query(description="json (default) or csv.")] = "json",
+    format: Annotated[OutputFormat, Query(description="json (default) or csv.")] = OutputFormat.json,
     table: Annotated[
         export.Table, Query(description="With format=csv: jobs (default), groups, effects or bands.")
     ] = "jobs",
@@ -78,7 +89,7 @@ def get_compare(
         job_ids=job_ids(jobs),
         sweep_id=sweep,
         metric=metric,
-        mode=mode,
+        mode=None if mode is None else cast(Mode, mode.value),
         target=target,
         fields=query.parse_fields(fields) if format == "json" or table == "bands" else [],
         points=points,

@@ -13,11 +13,13 @@ from api.errors import problem_responses
 from training.spec import Task
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+DatasetId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="The dataset's id.")]
 
 
 @router.post(
     "",
     status_code=201,
+    operation_id="upload_dataset",
     summary="Upload a dataset",
     description="Multipart upload of a CSV with a header row (target: the last column, or `target`) or an "
     ".npz holding arrays X and y (read without pickle). The size is checked before parsing "
@@ -54,6 +56,7 @@ def post_dataset(
 
 @router.get(
     "",
+    operation_id="list_datasets",
     summary="List datasets",
     description=f"Your uploaded datasets, newest first (the latest {service.MAX_LISTED}).",
     response_model=DatasetList,
@@ -66,15 +69,14 @@ def get_datasets(owner: OwnerDep, session: SessionDep) -> DatasetList:
 
 @router.get(
     "/{dataset_id}",
+    operation_id="get_dataset",
     summary="Get a dataset",
     description="Rows, feature columns, task and classes of one uploaded dataset.",
     response_model=DatasetOut,
     responses=problem_responses(404),
 )
 def get_dataset(
-    dataset_id: Annotated[
-        str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="The dataset's id.")
-    ],
+    dataset_id: DatasetId,
     owner: OwnerDep,
     session: SessionDep,
 ) -> DatasetOut:
@@ -85,20 +87,17 @@ def get_dataset(
 @router.delete(
     "/{dataset_id}",
     status_code=204,
+    operation_id="delete_dataset",
     summary="Delete a dataset",
     description="Removes the upload and its file, freeing its bytes from your storage quota "
-    "(TRAINCTL_MAX_STORAGE_PER_OWNER). Jobs that trained on it keep their results; queued jobs that "
-    "still need it fail saying to upload it again.",
-    responses=problem_responses(404),
+    "(TRAINCTL_MAX_STORAGE_PER_OWNER). While a queued or running job trains on it the answer is 409; "
+    "finished jobs keep their results and checkpoints.",
+    response_class=Response,
+    responses=problem_responses(404, 409),
 )
 def delete_dataset(
-    dataset_id: Annotated[
-        str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="The dataset's id.")
-    ],
-    owner: OwnerDep,
-    session: SessionDep,
-    artifacts: ArtifactsDep,
+    dataset_id: DatasetId, owner: OwnerDep, session: SessionDep, artifacts: ArtifactsDep
 ) -> Response:
-    """Delete one dataset."""
+    """Delete a dataset."""
     service.delete_dataset(session, owner=owner, dataset_id=dataset_id, artifacts=artifacts)
     return Response(status_code=204)

@@ -10,11 +10,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.datasets.schemas import DatasetList, DatasetOut
-from api.errors import NotFound, PayloadTooLarge, Unprocessable
+from api.errors import Conflict, NotFound, PayloadTooLarge, Unprocessable
 from api.storage import check_upload_fits
 from core.artifacts import ArtifactStore
 from core.config import Settings
-from core.models import Dataset
+from core.models import Dataset, Job, JobStatus
 from training.spec import Task
 from training.tabular import DatasetError, DatasetLimits, DatasetTooLarge, Table, read_csv, read_npz
 
@@ -155,11 +155,26 @@ def get_dataset(session: Session, *, owner: str, dataset_id: str) -> DatasetOut:
 
 
 def delete_dataset(session: Session, *, owner: str, dataset_id: str, artifacts: ArtifactStore) -> None:
-    """Remove one of the owner's uploads: its row, then its file (jobs already trained keep their results)."""
+    """Delete an upload and its file; Conflict while a queued or running job trains on it."""
     row = session.scalar(select(Dataset).where(Dataset.id == dataset_id, Dataset.owner == owner))
     if row is None:
         raise NotFound(f"no dataset with id {dataset_id!r}")
-    key = row.uri
+    users = session.scalars(
+        select(Job.id)
+        .where(
+            Job.owner == owner,
+            Job.status.in_([JobStatus.queued, JobStatus.running]),
+            Job.spec[("dataset", "id")].as_string() == dataset_id,
+        )
+        .limit(4)
+    ).all()
+    if users:
+        more = ", ..." if len(users) > 3 else ""
+        raise Conflict(
+            f"dataset {dataset_id} is used by unfinished jobs ({', '.join(users[:3])}{more}); "
+            "wait for them to end or cancel them"
+        )
+    uri = row.uri
     session.delete(row)
     session.commit()
-    artifacts.delete_prefix(key)
+    artifacts.delete_prefix(uri)

@@ -51,6 +51,7 @@ async def _stream(hub: EventHub, *, job_id: str, after: int, keepalive: float) -
 
 @router.get(
     "/{job_id}/events",
+    operation_id="stream_job_events",
     summary="Live events of a job",
     description="A Server-Sent Events stream (`text/event-stream`): one `epoch` event per metrics record "
     "(`id` = epoch, `data` = the record) and a `status` event for the current status and whenever it "
@@ -64,7 +65,11 @@ async def _stream(hub: EventHub, *, job_id: str, after: int, keepalive: float) -
     f"```\n{EXAMPLE_STREAM}```",
     response_class=StreamingResponse,
     responses=problem_responses(
-        404, success={"content": {"text/event-stream": {"example": EXAMPLE_STREAM}}, "description": "Events."}
+        404,
+        success={
+            "content": {"text/event-stream": {"schema": {"type": "string"}, "example": EXAMPLE_STREAM}},
+            "description": "Events.",
+        },
     ),
 )
 async def get_events(

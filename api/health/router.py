@@ -14,6 +14,7 @@ router = APIRouter(prefix="/v1", tags=["health"])
 
 @router.get(
     "/health",
+    operation_id="get_health",
     summary="Service health",
     description="Checks the database (SELECT 1) and the broker (a connection with a short timeout), "
     "and lists workers that sent a heartbeat within twice the heartbeat timeout. "

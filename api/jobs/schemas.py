@@ -10,6 +10,7 @@ from api.schema_types import UtcDateTime
 from core.models import JobStatus
 from training.records import EpochRecord, RunResult
 from training.spec import EXAMPLE_SPEC, JobSpec, SpecWarning
+from training.tabular import ClassLabel
 
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # no control characters: they break logs, CSV and PostgreSQL text
 Tag = Annotated[
@@ -17,6 +18,8 @@ Tag = Annotated[
 ]
 MAX_TAGS = 20
 MAX_PREDICT_ROWS = 10_000
+MAX_NOTES = 10_000
+Notes = Annotated[str, StringConstraints(max_length=MAX_NOTES, pattern=r"^[^\x00]*$")]
 
 
 class JobCreate(BaseModel):
@@ -32,6 +35,21 @@ class JobCreate(BaseModel):
     )
     tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS, description="Labels to filter by.")
     spec: JobSpec
+
+
+class JobUpdate(BaseModel):
+    """What PATCH changes: name, tags (the whole list) and notes; absent fields stay, null clears."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"tags": ["baseline", "keep"], "notes": "Adam at 1e-2 diverges."}]},
+    )
+
+    name: str | None = Field(
+        None, min_length=1, max_length=200, pattern=PRINTABLE, description="A label for people."
+    )
+    tags: list[Tag] | None = Field(None, max_length=MAX_TAGS, description="The new tags (replace the old).")
+    notes: Notes | None = Field(None, description=f"Free text for people (at most {MAX_NOTES} characters).")
 
 
 class Progress(BaseModel):
@@ -61,6 +79,7 @@ class JobSummary(BaseModel):
     replica_group: str | None = Field(
         None, description="The jobs of its sweep it trained with as one stacked model (null: alone)."
     )
+    notes: str | None = Field(None, description="Free text for people (PATCH sets it).")
 
 
 class JobDetail(JobSummary):
@@ -129,6 +148,15 @@ class PredictResponse(BaseModel):
     job_id: str
     checkpoint: str = Field(description="Which checkpoint answered: best or last.")
     epoch: int
-    classes: list[str] | None = Field(None, description="Classification: the predicted class of each row.")
-    probabilities: list[list[float]] | None = Field(None, description="Classification: class probabilities.")
+    classes: list[ClassLabel] | None = Field(
+        None,
+        description="Classification: the predicted class of each row, in the dataset's own type (digits: "
+        "integers, iris: names).",
+    )
+    probabilities: list[list[float]] | None = Field(
+        None, description="Classification: per row, the probability of each class in `class_labels` order."
+    )
+    class_labels: list[ClassLabel] | None = Field(
+        None, description="Classification: the class of each probability column.", examples=[[0, 1, 2]]
+    )
     values: list[list[float]] | None = Field(None, description="Regression: predicted values of each row.")

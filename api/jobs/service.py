@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.errors import Conflict, NotFound, TooManyRequests, Unprocessable
-from api.jobs.schemas import JobCreate, JobDetail, JobPage, JobSummary, Progress
+from api.jobs.schemas import JobCreate, JobDetail, JobSummary, JobUpdate, Progress
 from api.specs.service import check_spec
 from api.storage import check_jobs_fit
 from core import broker
@@ -80,6 +80,7 @@ def to_summary(job: Job) -> JobSummary:
         finished_at=job.finished_at,
         sweep_id=job.sweep_id,
         replica_group=job.replica_group,
+        notes=job.notes,
     )
 
 
@@ -231,37 +232,32 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         ) from None
 
 
-def list_jobs(
-    session: Session,
-    *,
-    owner: str,
-    status: JobStatus | None = None,
-    tag: str | None = None,
-    name: str | None = None,
-    limit: int = 20,
-    cursor: str | None = None,
-) -> JobPage:
-    """The owner's jobs, newest first, filtered, one page at a time (keyset pagination)."""
-    if not 1 <= limit <= MAX_PAGE_SIZE:
-        raise Unprocessable.for_field("limit", f"must be between 1 and {MAX_PAGE_SIZE}")
-    query = select(Job).where(Job.owner == owner)
-    if status is not None:
-        query = query.where(Job.status == status)
-    if name is not None:
-        query = query.where(Job.name == name)
-    if tag is not None:
-        query = query.where(Job.id.in_(select(JobTag.job_id).where(JobTag.tag == tag)))
-    if cursor is not None:
-        created, job_id = decode_cursor(cursor)
-        query = query.where(or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id)))
-    rows = list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
-    next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
-    return JobPage(items=[to_summary(job) for job in rows[:limit]], next_cursor=next_cursor)
-
-
 def get_job(session: Session, *, owner: str, job_id: str) -> JobDetail:
     """One of the owner's jobs."""
     return to_detail(owned_job(session, owner=owner, job_id=job_id))
+
+
+def set_tags(job: Job, tags: list[str]) -> None:
+    """Replace a job's tags (keeping the rows of tags it keeps: a tag row is its primary key)."""
+    wanted = list(dict.fromkeys(tags))
+    job.tags = [row for row in job.tags if row.tag in wanted]
+    kept = {row.tag for row in job.tags}
+    job.tags.extend(JobTag(tag=tag) for tag in wanted if tag not in kept)
+
+
+def update_job(session: Session, *, owner: str, job_id: str, changes: JobUpdate) -> JobDetail:
+    """Set the name, tags or notes given (null clears name and notes); the spec and results never change."""
+    job = owned_job(session, owner=owner, job_id=job_id)
+    given = changes.model_fields_set
+    if "name" in given:
+        job.name = changes.name
+    if "notes" in given:
+        job.notes = changes.notes
+    if "tags" in given:
+        set_tags(job, changes.tags or [])
+    session.commit()
+    session.refresh(job)
+    return to_detail(job)
 
 
 def request_cancel(session: Session, *where: Any, reason: str) -> None:
@@ -303,10 +299,23 @@ def delete_job(
         raise Conflict(
             f"job {job_id} is {job.status}; cancel it (POST /v1/jobs/{job_id}/cancel) and wait for it to end"
         )
-    # Explicit deletes: SQLite cascades only with foreign keys on, and no backend should depend on that.
-    session.execute(delete(EpochMetric).where(EpochMetric.job_id == job_id))
-    session.execute(delete(Checkpoint).where(Checkpoint.job_id == job_id))
-    session.delete(job)
+    delete_job_rows(session, [job])
     session.commit()
-    artifacts.delete_prefix(f"jobs/{job_id}")
-    shutil.rmtree(cache_dir / job_id, ignore_errors=True)
+    delete_job_files([job_id], artifacts=artifacts, cache_dir=cache_dir)
+
+
+def delete_job_rows(session: Session, jobs: list[Job]) -> None:
+    """Delete finished jobs with their metrics and checkpoint rows (the caller commits, then the files)."""
+    # Explicit deletes: SQLite cascades only with foreign keys on, and no backend should depend on that.
+    ids = [job.id for job in jobs]
+    session.execute(delete(EpochMetric).where(EpochMetric.job_id.in_(ids)))
+    session.execute(delete(Checkpoint).where(Checkpoint.job_id.in_(ids)))
+    for job in jobs:
+        session.delete(job)
+
+
+def delete_job_files(job_ids: list[str], *, artifacts: ArtifactStore, cache_dir: Path) -> None:
+    """Remove deleted jobs' stored files and cached models (after the commit: rows first, then bytes)."""
+    for job_id in job_ids:
+        artifacts.delete_prefix(f"jobs/{job_id}")
+        shutil.rmtree(cache_dir / job_id, ignore_errors=True)

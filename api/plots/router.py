@@ -24,6 +24,7 @@ HeightQuery = Annotated[
 @router.get(
     "/v1/jobs/{job_id}/plots/gradients.png",
     tags=["jobs"],
+    operation_id="plot_job_gradients",
     summary="Plot gradient norms by layer",
     description="The gradient norm of each layer's weights over epochs, on a log axis, one line per layer "
     "colored by depth (dark: first hidden layer, light: output). Lines fanning out by orders of magnitude "
@@ -46,6 +47,7 @@ def get_gradients_plot(
 @router.get(
     "/v1/jobs/{job_id}/plots/saturation.png",
     tags=["jobs"],
+    operation_id="plot_job_saturation",
     summary="Plot saturated or dead units by layer",
     description="Per hidden layer over epochs: the fraction of saturated units (sigmoid, tanh: |net input| "
     "> 3, where the derivative is nearly 0) or of dead units (relu, leaky_relu: output 0 on every example "
@@ -68,6 +70,7 @@ def get_saturation_plot(
 @router.get(
     "/v1/compare/plot.png",
     tags=["compare"],
+    operation_id="plot_comparison",
     summary="Plot compared learning curves",
     description="Overlaid curves of `metric` for the jobs named by `jobs` or `sweep`. Jobs repeated over "
     "seeds are drawn as one mean line per group with the 95% CI band of the mean at each epoch (each seed "

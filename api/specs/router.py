@@ -14,6 +14,7 @@ router = APIRouter(prefix="/v1/specs", tags=["specs"])
 
 @router.post(
     "/validate",
+    operation_id="validate_spec",
     summary="Validate a job spec",
     description="Checks a spec as POST /v1/jobs would (schema, dataset, service limits) and returns it "
     "normalized, with lint warnings and the network's parameter count. Creates nothing.",

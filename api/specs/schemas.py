@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from training.spec import EXAMPLE_SPEC, JobSpec, SpecWarning
@@ -20,7 +18,7 @@ class SpecValidationRequest(BaseModel):
 class SpecReport(BaseModel):
     """What the service makes of a spec, without running it."""
 
-    spec: dict[str, Any] = Field(description="The spec with every default filled in and aliases resolved.")
+    spec: JobSpec = Field(description="The spec with every default filled in and aliases resolved.")
     warnings: list[SpecWarning] = Field(description="Legal but doubtful choices, with advice.")
     parameters: int | None = Field(description="Trainable parameters; null when the data shape is unknown.")
     features: int | None = Field(description="Input features of the dataset, when known.")

@@ -177,7 +177,7 @@ def validate_spec(session: Session, *, owner: str, spec: JobSpec, settings: Sett
     """The normalized spec, warnings and parameter count; stores nothing."""
     shape, parameters, warnings = check_spec(session, owner=owner, spec=spec, settings=settings)
     return SpecReport(
-        spec=spec.model_dump(mode="json"),
+        spec=spec,
         warnings=warnings,
         parameters=parameters,
         features=shape.features,

@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from api.deps import OwnerDep, SessionDep, SettingsDep
+from api.deps import ArtifactsDep, OwnerDep, SessionDep, SettingsDep
 from api.errors import problem_responses
 from api.jobs.service import MAX_PAGE_SIZE
 from api.sweeps import seeds, service
-from api.sweeps.schemas import SeedsAdded, SeedsRequest, SweepCreate, SweepDetail, SweepPage
+from api.sweeps.schemas import SeedsAdded, SeedsRequest, SweepCreate, SweepDetail, SweepPage, SweepUpdate
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
 
@@ -28,6 +28,7 @@ SweepId = Annotated[
 @router.post(
     "",
     status_code=202,
+    operation_id="create_sweep",
     summary="Start a sweep",
     description="Makes one job per grid point × seed from the base spec: each grid key is a dotted path into "
     "the spec (`activation`, `normalization.layers`, `optimizer.learning_rate`...), each value list is tried "
@@ -56,6 +57,7 @@ def post_sweep(
 
 @router.get(
     "",
+    operation_id="list_sweeps",
     summary="List sweeps",
     description="Your sweeps, newest first, with job counts by status. Pass `next_cursor` back as `cursor` "
     "for the next page.",
@@ -74,6 +76,7 @@ def get_sweeps(
 
 @router.get(
     "/{sweep_id}",
+    operation_id="get_sweep",
     summary="Get a sweep",
     description="The grid, seeds, base spec, job counts by status, and every job with its status, grid "
     "values (`params`) and seed, in grid order.",
@@ -87,6 +90,7 @@ def get_sweep(sweep_id: SweepId, owner: OwnerDep, session: SessionDep) -> SweepD
 
 @router.post(
     "/{sweep_id}/cancel",
+    operation_id="cancel_sweep",
     summary="Cancel a sweep",
     description="Cancels every unfinished job of the sweep: queued jobs at once, running jobs are asked to "
     "stop (they end `cancelled` within a step or two). Finished jobs keep their results.",
@@ -101,6 +105,7 @@ def post_cancel_sweep(sweep_id: SweepId, owner: OwnerDep, session: SessionDep) -
 @router.post(
     "/{sweep_id}/seeds",
     status_code=202,
+    operation_id="add_sweep_seeds",
     summary="Add seeds to a sweep",
     description="Makes every grid point have `seeds` seeds (base seed + 0 … seeds − 1), creating jobs only "
     "for the (grid point, seed) pairs that have no queued, running or succeeded job: a failed or cancelled "
@@ -127,3 +132,38 @@ def post_sweep_seeds(
         settings=settings,
         celery_app=request.app.state.celery,
     )
+
+
+@router.patch(
+    "/{sweep_id}",
+    operation_id="update_sweep",
+    summary="Rename, tag or annotate a sweep",
+    description="Sets the fields given: `name`, `tags` (the whole list: each of its jobs loses the sweep's "
+    "old tags and gets the new ones, keeping its own) and `notes`; an absent field stays as it is and null "
+    "clears the notes. The specs and results never change.",
+    response_model=SweepDetail,
+    responses=problem_responses(404),
+)
+def patch_sweep(sweep_id: SweepId, body: SweepUpdate, owner: OwnerDep, session: SessionDep) -> SweepDetail:
+    """Update a sweep's labels."""
+    return service.update_sweep(session, owner=owner, sweep_id=sweep_id, changes=body)
+
+
+@router.delete(
+    "/{sweep_id}",
+    status_code=204,
+    operation_id="delete_sweep",
+    summary="Delete a sweep",
+    description="Removes the sweep and its jobs with their metrics, checkpoints and files. While any of its "
+    "jobs is queued or running the answer is 409: cancel the sweep first and wait for its jobs to end.",
+    response_class=Response,
+    responses=problem_responses(404, 409),
+)
+def delete_sweep(
+    sweep_id: SweepId, owner: OwnerDep, session: SessionDep, settings: SettingsDep, artifacts: ArtifactsDep
+) -> Response:
+    """Delete a finished sweep."""
+    service.delete_sweep(
+        session, owner=owner, sweep_id=sweep_id, artifacts=artifacts, cache_dir=settings.data_dir / "cache"
+    )
+    return Response(status_code=204)

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from api.jobs.schemas import MAX_TAGS, PRINTABLE, Tag
+from api.jobs.schemas import MAX_NOTES, MAX_TAGS, PRINTABLE, Notes, Tag
 from api.schema_types import UtcDateTime
 from core.models import JobStatus
 from training.spec import EXAMPLE_SPEC, JobSpec
@@ -52,6 +52,27 @@ class SweepCreate(BaseModel):
     tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS, description="Tags of every job.")
 
 
+class SweepUpdate(BaseModel):
+    """What PATCH changes: name, tags (the whole list; its jobs get them too) and notes."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"tags": ["batchnorm-study"], "notes": "BN rescues sigmoid at depth 8."}]
+        },
+    )
+
+    name: str | None = Field(
+        None, min_length=1, max_length=200, pattern=PRINTABLE, description="A label for people."
+    )
+    tags: list[Tag] | None = Field(
+        None,
+        max_length=MAX_TAGS,
+        description="The sweep's new tags: each of its jobs loses the sweep's old tags and gets these.",
+    )
+    notes: Notes | None = Field(None, description=f"Free text for people (at most {MAX_NOTES} characters).")
+
+
 class SweepJob(BaseModel):
     """One job of a sweep and the values it was made with."""
 
@@ -77,12 +98,14 @@ class SweepSummary(BaseModel):
         description="Jobs by status (every status, zeros included).",
         examples=[{"queued": 8, "running": 2, "succeeded": 2, "failed": 0, "cancelled": 0}],
     )
+    tags: list[str] = Field(default_factory=list, description="The tags its jobs were given.")
+    notes: str | None = Field(None, description="Free text for people (PATCH sets it).")
 
 
 class SweepDetail(SweepSummary):
     """A sweep with its jobs, in grid order (seeds innermost)."""
 
-    base: dict[str, Any] = Field(description="The base spec, normalized.")
+    base: JobSpec = Field(description="The base spec, normalized.")
     jobs: list[SweepJob]
 
 

@@ -7,6 +7,7 @@ import itertools
 import math
 import secrets
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
@@ -14,21 +15,26 @@ from pydantic import ValidationError
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from api.errors import NotFound, Unprocessable
+from api.errors import Conflict, NotFound, Unprocessable
 from api.jobs.service import (
     MAX_PAGE_SIZE,
     check_queue_quota,
     decode_cursor,
+    delete_job_files,
+    delete_job_rows,
     encode_cursor,
     new_job_row,
     request_cancel,
+    set_tags,
 )
 from api.specs.service import check_spec
 from api.storage import check_jobs_fit
 from api.sweeps.replicas import assign_groups, publish_groups
-from api.sweeps.schemas import SweepCreate, SweepDetail, SweepJob, SweepPage, SweepSummary
+from api.sweeps.schemas import SweepCreate, SweepDetail, SweepJob, SweepPage, SweepSummary, SweepUpdate
+from core.artifacts import ArtifactStore
 from core.config import Settings
 from core.models import Job, JobStatus, Sweep
+from core.models.job import FINISHED
 from training.spec import FieldError, JobSpec, SpecWarning, describe_errors
 
 SEED_PATH = "training.seed"
@@ -156,6 +162,7 @@ def create_sweep(
         base=request.base.model_dump(mode="json"),
         grid=request.grid,
         seeds=request.seeds,
+        tags=list(dict.fromkeys(request.tags)),
     )
     session.add(sweep)
     session.flush()  # the jobs refer to it; there is no relationship for the unit of work to order by
@@ -213,7 +220,9 @@ def _detail(sweep: Sweep, jobs: list[Job]) -> SweepDetail:
         seeds=sweep.seeds,
         size=_size(sweep),
         counts=_counts(Counter(job.status for job in jobs)),
-        base=sweep.base,
+        tags=sweep.tags or [],
+        notes=sweep.notes,
+        base=JobSpec.model_validate(sweep.base),
         jobs=[
             SweepJob(
                 id=job.id,
@@ -268,6 +277,8 @@ def list_sweeps(session: Session, *, owner: str, limit: int = 20, cursor: str | 
             seeds=sweep.seeds,
             size=_size(sweep),
             counts=_counts(counts[sweep.id]),
+            tags=sweep.tags or [],
+            notes=sweep.notes,
         )
         for sweep in page
     ]
@@ -286,3 +297,42 @@ def cancel_sweep(session: Session, *, owner: str, sweep_id: str) -> SweepDetail:
     session.commit()
     session.expire_all()
     return _detail(sweep, sweep_jobs(session, sweep_id=sweep_id))
+
+
+def update_sweep(session: Session, *, owner: str, sweep_id: str, changes: SweepUpdate) -> SweepDetail:
+    """Set the name, tags (passed on to its jobs) or notes given; the specs and results never change."""
+    sweep = _owned_sweep(session, owner=owner, sweep_id=sweep_id)
+    given = changes.model_fields_set
+    if "name" in given:
+        if changes.name is None:
+            raise Unprocessable.for_field("name", "a sweep always has a name; give a new one")
+        sweep.name = changes.name
+    if "notes" in given:
+        sweep.notes = changes.notes
+    jobs = sweep_jobs(session, sweep_id=sweep_id)
+    if "tags" in given:
+        old, new = set(sweep.tags or []), list(dict.fromkeys(changes.tags or []))
+        for job in jobs:
+            set_tags(job, [*(row.tag for row in job.tags if row.tag not in old), *new])
+        sweep.tags = new
+    session.commit()
+    return _detail(sweep, jobs)
+
+
+def delete_sweep(
+    session: Session, *, owner: str, sweep_id: str, artifacts: ArtifactStore, cache_dir: Path
+) -> None:
+    """Delete a sweep with its jobs, their rows and files; Conflict while any of its jobs is unfinished."""
+    sweep = _owned_sweep(session, owner=owner, sweep_id=sweep_id)
+    jobs = sweep_jobs(session, sweep_id=sweep_id)
+    unfinished = [job.id for job in jobs if job.status not in FINISHED]
+    if unfinished:
+        raise Conflict(
+            f"sweep {sweep_id} has {len(unfinished)} unfinished jobs ({', '.join(unfinished[:3])}"
+            f"{', ...' if len(unfinished) > 3 else ''}); cancel it (POST /v1/sweeps/{sweep_id}/cancel) "
+            "and wait for them to end"
+        )
+    delete_job_rows(session, jobs)
+    session.delete(sweep)
+    session.commit()
+    delete_job_files([job.id for job in jobs], artifacts=artifacts, cache_dir=cache_dir)

@@ -144,5 +144,5 @@ def submit(
     if problems:
         context["idempotency_key"] = key or secrets.token_urlsafe(16)
         return _page(request, status_code=422, problems=problems, **context)
-    normalized = json.dumps(report.spec, indent=2) if report else None
+    normalized = json.dumps(report.spec.model_dump(mode="json"), indent=2) if report else None
     return _page(request, report=report, normalized=normalized, idempotency_key=key, **context)

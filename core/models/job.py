@@ -54,6 +54,7 @@ class Job(Base):
     epoch_seconds: Mapped[float | None] = mapped_column(Float)  # mean, for the ETA
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
+    notes: Mapped[str | None] = mapped_column(Text)  # free text for people; PATCH changes it
     worker: Mapped[str | None] = mapped_column(String(255))
     # The token of the claim that owns the job while it runs: every write of that attempt is conditional
     # on it, so a worker whose job was re-queued and claimed again writes nothing more.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String
+from sqlalchemy import JSON, DateTime, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, utcnow
@@ -23,4 +23,6 @@ class Sweep(Base):
     base: Mapped[dict[str, Any]] = mapped_column(JSON)  # the validated base spec
     grid: Mapped[dict[str, list[Any]]] = mapped_column(JSON)  # {dotted path: [values]}, in request order
     seeds: Mapped[int] = mapped_column(Integer)
+    tags: Mapped[list[str] | None] = mapped_column(JSON)  # the tags its jobs were given (and PATCH sets)
+    notes: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -34,7 +34,7 @@ def test_docs_pages_load_nothing_from_another_host(client: TestClient, page: str
     assert "/openapi.json" in html
     # The browser is told the same: nothing from another host, whatever the bundles would fetch.
     policy = response.headers["content-security-policy"]
-    assert "default-src 'self'" in policy and "img-src 'self' data:" in policy
+    assert "default-src 'self'" in policy and "img-src 'self' data: blob:" in policy
     assert "http" not in policy and "*" not in policy
 
 

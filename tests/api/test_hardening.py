@@ -65,7 +65,7 @@ def test_csv_exports_neutralize_cells_a_spreadsheet_would_run(
 def test_a_405_lists_every_method_the_path_allows(client: TestClient, auth_headers: dict[str, str]) -> None:
     for method, path, allowed in [
         ("PUT", "/v1/jobs", "GET, POST"),
-        ("PATCH", "/v1/jobs/job_1", "GET, DELETE"),
+        ("PUT", "/v1/jobs/job_1", "GET, PATCH, DELETE"),
         ("POST", "/v1/health", "GET"),
     ]:
         response = client.request(method, path, headers=auth_headers)

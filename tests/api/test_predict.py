@@ -49,6 +49,10 @@ def test_predict_from_the_best_checkpoint(
     assert (prediction["checkpoint"], prediction["epoch"]) == ("best", 5)
     assert len(prediction["classes"]) == 2 and all(len(row) == 3 for row in prediction["probabilities"])
     assert all(abs(sum(row) - 1) < 1e-5 for row in prediction["probabilities"])
+    # Iris answers its class names, listed in the order of the probability columns.
+    assert prediction["class_labels"] == ["setosa", "versicolor", "virginica"]
+    for label, row in zip(prediction["classes"], prediction["probabilities"], strict=True):
+        assert label == prediction["class_labels"][row.index(max(row))]
     assert prediction["values"] is None
     cached = list((settings.data_dir / "cache" / job_id).glob("*.safetensors"))
     assert len(cached) == 1

@@ -58,3 +58,12 @@ def test_health_checks_and_gpu_reservation() -> None:
         assert "healthcheck" in services[name], name
     devices = services["worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["capabilities"] == ["gpu"]
+
+
+def test_flower_is_optional_and_reads_the_workers_broker() -> None:
+    services = compose()["services"]
+    flower = services["flower"]
+    assert flower["profiles"] == ["monitoring"]  # not started by a plain `docker compose up`
+    broker = services["api"]["environment"]["TRAINCTL_BROKER_URL"]
+    assert f"--broker={broker}" in flower["command"] and "flower" in flower["command"]
+    assert flower["ports"] == ["127.0.0.1:5555:5555"]  # no authentication: this host only

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -147,3 +148,26 @@ def test_datasets_fetch_mnist1d_generates_it_once(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "var" / "datasets" / "mnist1d").iterdir()] == [
         "mnist1d-5000-seed42.npz"
     ]
+
+
+def test_version_and_keys_list_never_show_a_secret(tmp_path: Path) -> None:
+    runner = CliRunner()
+    version = runner.invoke(app, ["--version"])
+    assert version.exit_code == 0 and version.stdout.startswith("trainctl ")
+    data_dir = str(tmp_path / "var")
+    secrets = [
+        runner.invoke(app, ["keys", "create", "--owner", owner, "--data-dir", data_dir]).stdout.strip()
+        for owner in ("ann", "bob")
+    ]
+    first = keys_of(tmp_path / "var")[0]
+    runner.invoke(app, ["keys", "revoke", first.id, "--data-dir", data_dir])
+    listed = runner.invoke(app, ["keys", "list", "--data-dir", data_dir])
+    assert listed.exit_code == 0, listed.output
+    lines = listed.stdout.splitlines()
+    assert lines[0].split() == ["ID", "OWNER", "CREATED", "(UTC)", "REVOKED"] and len(lines) == 3
+    assert all(len(line) <= 80 for line in lines)
+    assert not any(secret in listed.stdout for secret in secrets)
+    assert sum(line.rstrip().endswith("-") for line in lines[1:]) == 1  # one key not revoked
+    as_json = runner.invoke(app, ["keys", "list", "--owner", "bob", "--json", "--data-dir", data_dir])
+    (bob,) = json.loads(as_json.stdout)
+    assert set(bob) == {"id", "owner", "created_at", "revoked_at"} and bob["revoked_at"] is None

@@ -15,6 +15,7 @@ from tests.e2e.harness import DIVERGING_SPEC, IRIS_SPEC, SLOW_SPEC
 from tests.trainctl.conftest import LiveServer, free_port
 from trainctl.client import (
     Client,
+    RetryPolicy,
     ServerUnreachable,
     Table,
     TrainctlError,
@@ -125,7 +126,8 @@ def test_bad_key_and_no_server(live_server: LiveServer) -> None:
         client.get("job_x")
     assert refused.value.status == 401
     url = f"http://127.0.0.1:{free_port()}"
-    with Client(url, "k", timeout=2) as client, pytest.raises(ServerUnreachable) as down:
+    quick = RetryPolicy(total=1.0)
+    with Client(url, "k", timeout=2, retry=quick) as client, pytest.raises(ServerUnreachable) as down:
         client.get("job_x")
     assert down.value.status == 0 and url in str(down.value)
 

@@ -17,7 +17,52 @@ from trainctl.client import Client
 pytestmark = pytest.mark.slow
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
-SUBMIT = "#operations-jobs-post_job_v1_jobs_post"
+SUBMIT = "#operations-jobs-submit_job"
+GRADIENTS = "#operations-jobs-plot_job_gradients"
+
+
+def authorize(browser: Any, wait: Any, key: str) -> None:
+    """The bearer key goes into the ApiKey scheme's dialog."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+
+    wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button.authorize"))).click()
+    field = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#auth-bearer-value")))
+    field.send_keys(key)
+    browser.find_element(By.CSS_SELECTOR, ".auth-btn-wrapper button.authorize").click()
+    wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button.btn-done"))).click()
+
+
+def test_a_plot_renders_as_an_image_in_swagger_ui(live_server: LiveServer, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with Client(live_server.url, live_server.key) as client:
+        job = client.submit(
+            {"dataset": {"name": "iris"}, "network": {"hidden_layers": [8]}, "training": {"epochs": 2}}
+        )
+        client.wait(job["id"], timeout=120)
+    wait = WebDriverWait(browser, 30)
+    browser.get(f"{live_server.url}/docs")
+    authorize(browser, wait, live_server.key)
+    operation = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, GRADIENTS)))
+    operation.find_element(By.CSS_SELECTOR, ".opblock-summary").click()
+    wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, f"{GRADIENTS} button.try-out__btn"))).click()
+    job_field = wait.until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, f"{GRADIENTS} tr[data-param-name='job_id'] input"))
+    )
+    job_field.send_keys(job["id"])
+    browser.find_element(By.CSS_SELECTOR, f"{GRADIENTS} button.execute").click()
+    image = wait.until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, f"{GRADIENTS} .live-responses-table img"))
+    )
+    # Swagger UI shows an image response from a blob: URL, which the page's CSP must allow (img-src blob:).
+    wait.until(lambda _driver: browser.execute_script("return arguments[0].naturalWidth", image) > 0)
+    assert image.get_attribute("src").startswith("blob:")
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.execute_script("arguments[0].scrollIntoView();", image)
+    browser.save_screenshot(str(ARTIFACTS / "docs-plot.png"))
 
 
 def test_submit_the_example_job_from_the_docs_page(live_server: LiveServer, browser: Any) -> None:
@@ -29,12 +74,7 @@ def test_submit_the_example_job_from_the_docs_page(live_server: LiveServer, brow
     browser.get(f"{live_server.url}/docs")
     assert "trainctl" in browser.title
 
-    # Authorize: the bearer key goes into the ApiKey scheme's dialog.
-    wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button.authorize"))).click()
-    field = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#auth-bearer-value")))
-    field.send_keys(live_server.key)
-    browser.find_element(By.CSS_SELECTOR, ".auth-btn-wrapper button.authorize").click()
-    wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "button.btn-done"))).click()
+    authorize(browser, wait, live_server.key)
 
     # POST /v1/jobs: Try it out with the example body, then Execute.
     operation = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, SUBMIT)))

@@ -18,7 +18,8 @@ from tests.training.conftest import Recorder, make_spec, merge
 from training.checkpoint import load_model, prefixed, read_checkpoint
 from training.data import prepare
 from training.loop import fit
-from training.spec import InputScaling, JobSpec
+from training.spec import InputScaling, JobSpec, Task
+from training.tabular import make_table
 
 TIMING = ("seconds", "samples_per_second")
 
@@ -405,3 +406,29 @@ def test_callback_state_travels_in_the_checkpoint_and_comes_back_on_resume(tmp_p
     resumed = EpochCounter()
     fit(spec, tmp_path, callbacks=[resumed], resume=True)
     assert resumed.seen == 5 and len(resumed.records) == 3
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        ([3, 1, 2], [1, 2, 3]),
+        ([1.0, 0.0], [0, 1]),
+        (["dog", "cat"], ["cat", "dog"]),
+        ([0.5, 1.5], [0.5, 1.5]),
+    ],
+)
+def test_class_labels_keep_the_type_of_the_data(labels: list[Any], expected: list[Any]) -> None:
+    y = np.array(labels * 5, dtype=object if isinstance(labels[0], str) else None)
+    table = make_table(
+        np.arange(len(y) * 2, dtype=float).reshape(len(y), 2), y, ["a", "b"], Task.classification
+    )
+    assert table.class_labels == expected
+    assert [type(label) for label in table.class_labels or []] == [type(value) for value in expected]
+
+
+def test_digits_predict_integer_classes(tmp_path: Path) -> None:
+    spec = make_spec(dataset={"name": "digits"}, training={"epochs": 1})
+    fit(spec, tmp_path)
+    prediction = load_model(tmp_path / "checkpoints" / "last.safetensors").predict(np.zeros((2, 64)))
+    assert prediction["class_labels"] == list(range(10))
+    assert all(isinstance(label, int) for label in prediction["classes"])

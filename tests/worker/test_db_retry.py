@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from worker.runner import with_db_retry
+from worker.context import with_db_retry
 
 
 def test_connection_errors_are_retried_until_the_database_answers(tmp_path: Path) -> None:

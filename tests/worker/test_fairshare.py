@@ -15,7 +15,8 @@ from core.broker import make_celery
 from core.config import Settings
 from core.models import EpochMetric, Job
 from training.spec import EXAMPLE_SPEC
-from worker.runner import WorkerContext, WorkerIdentity, run_job
+from worker.context import WorkerContext, WorkerIdentity
+from worker.runner import run_job
 
 TINY = {
     **EXAMPLE_SPEC,

@@ -20,8 +20,9 @@ from core.broker import make_celery
 from core.config import Settings
 from core.db import make_session_factory, session_scope
 from core.models import Checkpoint, EpochMetric, Job, JobStatus
+from worker.context import WorkerContext, WorkerIdentity
 from worker.heartbeat import JobHeartbeat
-from worker.runner import WorkerContext, WorkerIdentity, run_job
+from worker.runner import run_job
 
 HEARTBEAT_TIMEOUT_S = 2.0
 

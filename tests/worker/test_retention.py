@@ -12,7 +12,8 @@ from core.broker import make_celery
 from core.config import Settings
 from core.models import Checkpoint
 from training.spec import EXAMPLE_SPEC
-from worker.runner import WorkerContext, WorkerIdentity, run_job
+from worker.context import WorkerContext, WorkerIdentity
+from worker.runner import run_job
 
 
 def test_only_the_newest_periodic_checkpoints_are_kept(
