@@ -37,10 +37,21 @@ def _hold(session: Session, job_id: str, attempt: str) -> Any:
 
 
 def _locked(session: Session, job_id: str, attempt: str) -> Any:
-    """Lock the job's row while `attempt` owns it; None when it does not (the transaction goes on)."""
-    return session.execute(
-        select(Job.epoch_seconds, Job.epoch).where(_owned(job_id, attempt)).with_for_update()
-    ).first()
+    """Lock the job's row while `attempt` owns it; None when it does not (the transaction goes on).
+
+    A conditional UPDATE comes first: SQLite has no row locks and starts no transaction on a SELECT, so
+    only a write takes its lock before the check; on PostgreSQL it locks the row as FOR UPDATE would.
+    The owner's write is a sign of life, so it is the heartbeat it touches.
+    """
+    touched = session.execute(
+        update(Job)
+        .where(_owned(job_id, attempt))
+        .values(heartbeat_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if not touched.rowcount:  # type: ignore[attr-defined]
+        return None
+    return session.execute(select(Job.epoch_seconds, Job.epoch).where(Job.id == job_id)).first()
 
 
 def _upsert(session: Session, model: type, values: dict[str, Any], keys: list[str]) -> None:
