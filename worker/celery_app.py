@@ -16,7 +16,7 @@ from core.broker import REAPER_TASK, make_celery
 from core.config import get_settings
 from core.db import engine_for, make_session_factory
 from core.process import SUPERVISOR_PID_ENV, die_with_parent, watch_parent
-from worker.context import WorkerContext, WorkerIdentity, shutdown_requested
+from worker.context import WorkerContext, WorkerIdentity, request_shutdown
 
 log = logging.getLogger(__name__)
 
@@ -133,11 +133,12 @@ def _on_pool_child_start(**_kwargs: Any) -> None:
 
 def _orphaned() -> None:
     """`trainctl serve` is gone: stop warmly (jobs hand back), and for sure within ORPHAN_GRACE_S."""
-    log.warning("trainctl serve is gone: stopping this worker within %.0f s", ORPHAN_GRACE_S)
-    shutdown_requested.set()
+    # The deadline first: nothing below may keep an orphan alive.
     timer = threading.Timer(ORPHAN_GRACE_S, lambda: os._exit(1))
     timer.daemon = True
     timer.start()
+    log.warning("trainctl serve is gone: stopping this worker within %.0f s", ORPHAN_GRACE_S)
+    request_shutdown()
     os.kill(os.getpid(), signal.SIGTERM)  # Celery's warm shutdown
 
 
@@ -158,5 +159,5 @@ def _on_worker_start(sender: Any = None, **_kwargs: Any) -> None:
 @worker_shutting_down.connect
 def _on_shutdown(**_kwargs: Any) -> None:
     # Warm shutdown: running jobs (here or in pool children) checkpoint at the next step and go back
-    # to the queue.
-    shutdown_requested.set()
+    # to the queue. Celery calls this from its SIGTERM handler, which may interrupt the event's own lock.
+    request_shutdown()

@@ -30,6 +30,15 @@ DB_RETRY_FOR_S = 120.0  # how long a write waits out an unreachable database bef
 shutdown_requested = multiprocessing.Event()
 
 
+def request_shutdown() -> None:
+    """Set shutdown_requested without ever blocking the caller: safe in a signal handler.
+
+    The event's lock is not reentrant: a handler that set it while the code it interrupted held that lock
+    (inside is_set, wait or an earlier set) would deadlock the worker for good, so a short thread sets it.
+    """
+    threading.Thread(target=shutdown_requested.set, name="trainctl-request-shutdown", daemon=True).start()
+
+
 class JobLost(Exception):
     """The job is no longer this worker's: it was re-queued, cancelled or deleted meanwhile."""
 
