@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from core.db import utcnow
 from core.models import Checkpoint, EpochMetric, Job, JobStatus, WorkerBeat
@@ -69,12 +69,32 @@ def _commit_changed(session: Session, result: Any) -> bool:
     return bool(result.rowcount)
 
 
-def claim_job(session: Session, *, job_id: str, worker: str, device: str) -> str | None:
-    """Move a queued job to running for `worker`; the new attempt's token, None when it is not queued."""
+def claim_job(
+    session: Session, *, job_id: str, worker: str, device: str, max_running_per_owner: int | None = None
+) -> str | None:
+    """Move a queued job to running for `worker`; the new attempt's token, None when it is not queued
+    (or when its owner already runs `max_running_per_owner` jobs)."""
     now, attempt = utcnow(), secrets.token_hex(16)
+    claimable = (Job.id == job_id) & (Job.status == JobStatus.queued)
+    if max_running_per_owner is not None:
+        if session.get_bind().dialect.name == "postgresql":
+            # Two workers claiming two jobs of one owner each count the other's claim only once it is
+            # committed: claims of one owner take turns (SQLite runs one write at a time anyway).
+            session.execute(
+                select(func.pg_advisory_xact_lock(func.hashtext("trainctl-claim:" + Job.owner))).where(
+                    Job.id == job_id
+                )
+            )
+        other = aliased(Job)
+        running = (
+            select(func.count())
+            .where(other.owner == Job.owner, other.status == JobStatus.running)
+            .scalar_subquery()
+        )
+        claimable &= running < max_running_per_owner
     claimed = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.queued)
+        .where(claimable)
         .values(
             status=JobStatus.running,
             worker=worker,

@@ -143,7 +143,13 @@ def _claim_fair_job(context: WorkerContext) -> tuple[str, str] | None:
         )
         if chosen is None:
             return None
-        claim = partial(lifecycle.claim_job, job_id=chosen, worker=identity.name, device=identity.device)
+        claim = partial(
+            lifecycle.claim_job,
+            job_id=chosen,
+            worker=identity.name,
+            device=identity.device,
+            max_running_per_owner=settings.max_running_jobs_per_owner,
+        )
         attempt = context.write(claim)
         if attempt is not None:
             return chosen, attempt

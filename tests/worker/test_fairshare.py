@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,8 +12,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.auth.service import create_key
+from core import lifecycle
 from core.broker import make_celery
 from core.config import Settings
+from core.db import engine_for, make_session_factory, session_scope
 from core.models import EpochMetric, Job
 from training.spec import EXAMPLE_SPEC
 from worker.context import WorkerContext, WorkerIdentity
@@ -118,3 +121,38 @@ def test_a_job_past_the_time_limit_fails_naming_the_limit(
             )
         )
     assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) < 10_000
+
+
+def test_concurrent_claims_never_take_an_owner_past_the_cap(settings: Settings) -> None:
+    """Workers claiming different jobs of one owner at the same instant start at most `cap` of them."""
+    engine = engine_for(settings)
+    sessions = make_session_factory(engine)
+    workers, cap = 6, 2
+    try:
+        for round_ in range(8):
+            ids = [f"job_cap_{round_}_{n}" for n in range(workers)]
+            with session_scope(sessions) as session:
+                session.add_all(Job(id=job_id, owner="alice", spec=TINY, epochs=1) for job_id in ids)
+            barrier = threading.Barrier(workers)
+
+            def claim(job_id: str, barrier: threading.Barrier = barrier) -> None:
+                with sessions() as session:
+                    barrier.wait()
+                    lifecycle.claim_job(
+                        session, job_id=job_id, worker="w", device="cpu", max_running_per_owner=cap
+                    )
+
+            threads = [threading.Thread(target=claim, args=(job_id,)) for job_id in ids]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+            with session_scope(sessions) as session:
+                running = session.scalars(select(Job).where(Job.status == "running")).all()
+                assert len(running) == cap, f"round {round_}: {len(running)} running, cap {cap}"
+                for job in running:  # this round's slots finish; the next round starts from zero
+                    job.status = "succeeded"  # type: ignore[assignment]
+                for job in session.scalars(select(Job).where(Job.status == "queued")):
+                    job.status = "cancelled"  # type: ignore[assignment]
+    finally:
+        engine.dispose()
