@@ -62,6 +62,23 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def reaping_settings(tmp_path: Path, queue: str) -> Settings:
+    """A migrated SQLite deployment whose reaper re-queues a job silent for 2 s, checking twice a second."""
+    from core.migrate import upgrade_database
+
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=tmp_path / "var",
+        database_url=f"sqlite:///{tmp_path / 'trainctl.db'}",
+        artifacts_url=str(tmp_path / "artifacts"),
+        default_queue=queue,
+        heartbeat_timeout=2.0,
+        reaper_interval=0.5,
+    )
+    upgrade_database(settings.resolved_database_url)
+    return settings
+
+
 def postgres_database(server_url: str) -> AbstractContextManager[str]:
     """A fresh, uniquely named PostgreSQL database, dropped afterwards."""
     return scratch_database(server_url, "trainctl_e2e")

@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from core.config import Settings
-from core.migrate import upgrade_database
-from tests.e2e.harness import WorkerProcess, job_status, wait_for
+from tests.e2e.harness import WorkerProcess, job_status, reaping_settings, wait_for
 from tests.e2e.test_handback import HANDBACK_SPEC
 
 pytestmark = pytest.mark.slow
@@ -24,16 +22,7 @@ def test_killed_worker_group_is_requeued_and_resumes_bit_identically(tmp_path: P
     from api.auth.service import create_key
     from api.main import create_app
 
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        data_dir=tmp_path / "var",
-        database_url=f"sqlite:///{tmp_path / 'trainctl.db'}",
-        artifacts_url=str(tmp_path / "artifacts"),
-        default_queue="cpu-lost-group",
-        heartbeat_timeout=2.0,
-        reaper_interval=0.5,
-    )
-    upgrade_database(settings.resolved_database_url)
+    settings = reaping_settings(tmp_path, "cpu-lost-group")
     app = create_app(settings)
     reaper = WorkerProcess(settings, tmp_path / "reaper.log", "--queues", "maintenance", "--beat")
     first = WorkerProcess(settings, tmp_path / "first.log")

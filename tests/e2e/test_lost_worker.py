@@ -10,11 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from core.config import Settings
 from core.db import make_engine, make_session_factory
-from core.migrate import upgrade_database
 from core.models import EpochMetric
-from tests.e2e.harness import WorkerProcess, job_status, submit, wait_for, wait_for_status
+from tests.e2e.harness import WorkerProcess, job_status, reaping_settings, submit, wait_for, wait_for_status
 from tests.e2e.test_handback import HANDBACK_SPEC
 
 pytestmark = pytest.mark.slow
@@ -24,16 +22,7 @@ def test_killed_worker_job_is_requeued_by_the_reaper_and_resumed(tmp_path: Path)
     from api.auth.service import create_key
     from api.main import create_app
 
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        data_dir=tmp_path / "var",
-        database_url=f"sqlite:///{tmp_path / 'trainctl.db'}",
-        artifacts_url=str(tmp_path / "artifacts"),
-        default_queue="cpu-lost",
-        heartbeat_timeout=2.0,
-        reaper_interval=0.5,
-    )
-    upgrade_database(settings.resolved_database_url)
+    settings = reaping_settings(tmp_path, "cpu-lost")
     app = create_app(settings)
     reaper = WorkerProcess(settings, tmp_path / "reaper.log", "--queues", "maintenance", "--beat")
     first = WorkerProcess(settings, tmp_path / "first.log")
