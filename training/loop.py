@@ -42,7 +42,7 @@ from training.records import EpochRecord, RunResult, RunStatus
 from training.spec import JobSpec, LayerNormalization, Task, lint, network_misfit
 from training.tabular import DatasetError
 
-GATHER_BYTES = 16 * 2**20  # the rows of several batches are gathered at once, up to this much memory
+GATHER_BYTES = 2 * 2**20  # rows of several batches gathered at once, up to this much (in memory.py's slack)
 
 
 def shuffled_batches(

