@@ -15,13 +15,16 @@ and the loss added to an on-device running sum; per epoch: one read of that sum.
                                   with the running loss. A user comparing runs needs this per-epoch
                                   measure of the model, and fit takes it by contract (train_loss), so
                                   this is the fair baseline (`vs fused+eval`).
-  "... + grad norm"            -- plus the global gradient norm of every step, summed on the device.
+  "... + eval + grad norm"     -- plus the global gradient norm of every step, summed on the device.
 What fit does beyond "+ eval": the pre-clip global gradient norm of every step (mean and max per epoch),
 running accuracy, per-layer diagnostics (gradient norms and activation statistics every 10th step by
 default, dead units from the eval pass, weight norms and update ratios per epoch), the learning-rate
-schedule hook, early-stopping bookkeeping, the epoch record and its callbacks. Validation and test
-fractions are 0 so that no variant evaluates other splits. fit's epoch is timed from one epoch record to
-the next, so all of that is inside it; the first epoch of every run is dropped (warm-up).
+schedule hook, early-stopping bookkeeping, the epoch record and its callbacks. (fit evaluates in
+1,024-row chunks on a CPU where the loop takes one pass: the engine's choice, faster for these widths.)
+Validation and test fractions are 0 so that no variant evaluates other splits. fit's epoch is timed from
+one epoch record to the next, so all of that is inside it. The variants take turns epoch by epoch (fit
+runs in a thread that waits after each record), so a change of load hits them alike; every round starts
+them afresh and drops their first epoch (warm-up). "+ eval + grad norm" against "+ eval" prices the norm.
 --clock cpu times process CPU seconds instead of wall seconds: with --threads 1 on a shared machine it
 leaves out the time other processes hold the core.
 The MNIST-scale row (60,000 x 784) trains on MNIST when the dataset cache holds it
@@ -35,8 +38,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +56,7 @@ from training.records import EpochRecord
 from training.spec import JobSpec
 
 HIDDEN = [256, 256]
+Epochs = Generator[float, None, None]  # a variant's epoch seconds, one per next()
 BATCH = 128
 NO_SPLITS = {"validation_fraction": 0.0, "test_fraction": 0.0}
 
@@ -83,29 +88,44 @@ CLOCK = {"wall": time.perf_counter, "cpu": time.process_time}
 clock = CLOCK["wall"]
 
 
-class EpochTimer(Callback):
-    """The time of each of fit's epochs, from one epoch record to the next (the first: from the start)."""
+def fit_epochs(spec: JobSpec, epochs: int) -> Epochs:
+    """training.fit's epoch seconds one at a time: fit runs in a thread that waits after each epoch record.
 
-    def __init__(self) -> None:
-        self.marks = [clock()]
+    An epoch is timed from the moment fit may go on to its next record, so everything fit does per epoch
+    (evaluation, records, callbacks, checkpoint bookkeeping) falls inside one; the first includes setup.
+    """
+    go, done, stop, seconds = threading.Semaphore(0), threading.Semaphore(0), threading.Event(), []
+    spec = spec.model_copy(update={"training": spec.training.model_copy(update={"epochs": epochs})})
 
-    def on_epoch_end(self, record: EpochRecord) -> None:
-        self.marks.append(clock())
+    class Turns(Callback):
+        def __init__(self) -> None:
+            self.start = clock()
 
-    @property
-    def seconds(self) -> list[float]:
-        return [b - a for a, b in zip(self.marks, self.marks[1:], strict=False)]
+        def on_epoch_end(self, record: EpochRecord) -> None:
+            seconds.append(clock() - self.start)
+            done.release()
+            if record.epoch < epochs:
+                go.acquire()
+                self.start = clock()
 
+        def should_stop(self) -> bool:
+            return stop.is_set()
 
-def time_fit(spec: JobSpec, epochs: int) -> list[float]:
-    """Per-epoch seconds of training.fit."""
-    timer = EpochTimer()
-    fit(
-        spec.model_copy(update={"training": spec.training.model_copy(update={"epochs": epochs})}),
-        None,
-        [timer],
-    )
-    return timer.seconds
+    def run() -> None:
+        go.acquire()
+        fit(spec, None, [Turns()])
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(epochs):
+            go.release()
+            done.acquire()
+            yield seconds[-1]
+    finally:  # closed early: fit cancels at its next step
+        stop.set()
+        go.release()
+        thread.join()
 
 
 def _data(spec: JobSpec) -> tuple[torch.Tensor, torch.Tensor, nn.Module, tuple[torch.Tensor, torch.Tensor]]:
@@ -118,10 +138,10 @@ def _data(spec: JobSpec) -> tuple[torch.Tensor, torch.Tensor, nn.Module, tuple[t
     return splits.X_train, splits.y_train, model, splits.train_sample(TRAIN_SAMPLE, 0)
 
 
-def time_plain(
-    spec: JobSpec, epochs: int, fused: bool = False, grad_norm: bool = False, evaluate: bool = False
-) -> list[float]:
-    """A plain loop: on-device permutation batches, loss accumulated as a tensor, read once per epoch.
+def plain_epochs(
+    spec: JobSpec, fused: bool = False, grad_norm: bool = False, evaluate: bool = False
+) -> Epochs:
+    """A plain loop's epoch seconds: on-device permutation batches, loss summed as a tensor, read per epoch.
 
     grad_norm: also take the global gradient norm of every step, summed on the device (what fit records).
     evaluate: also measure loss and accuracy of the training sample in eval mode after each epoch.
@@ -130,8 +150,7 @@ def time_plain(
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused or None)
     loss_fn = F.cross_entropy if y.dtype == torch.int64 else F.mse_loss
     batch = spec.training.batch_size
-    seconds = []
-    for _ in range(epochs):
+    while True:
         start = clock()
         model.train()
         total, norms = torch.zeros(()), torch.zeros(())
@@ -155,17 +174,15 @@ def time_plain(
                 if y.dtype == torch.int64:
                     read.append((out.argmax(dim=1) == y_sample).float().mean())
         torch.stack(read).tolist()
-        seconds.append(clock() - start)
-    return seconds
+        yield clock() - start
 
 
-def time_dataloader(spec: JobSpec, epochs: int) -> list[float]:
-    """The textbook loop: TensorDataset + DataLoader(shuffle=True)."""
+def dataloader_epochs(spec: JobSpec) -> Epochs:
+    """The textbook loop's epoch seconds: TensorDataset + DataLoader(shuffle=True)."""
     X, y, model, _ = _data(spec)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=BATCH, shuffle=True)
-    seconds = []
-    for _ in range(epochs):
+    while True:
         start = clock()
         model.train()
         total = torch.zeros(())
@@ -176,27 +193,45 @@ def time_dataloader(spec: JobSpec, epochs: int) -> list[float]:
             optimizer.step()
             total += loss.detach()
         total.item()
-        seconds.append(clock() - start)
-    return seconds
+        yield clock() - start
+
+
+Variants = dict[str, Callable[[], Epochs]]
+
+
+def measure(timed: Variants, rounds: int, epochs: int) -> dict[str, list[float]]:
+    """Epoch seconds of every variant, taking turns epoch by epoch (load changes hit all alike); each
+    round starts every variant afresh and drops its first epoch (warm-up)."""
+    measured: dict[str, list[float]] = {name: [] for name in timed}
+    for _ in range(rounds):
+        runs = {name: start() for name, start in timed.items()}
+        for epoch in range(epochs + 1):
+            for name, run in runs.items():
+                seconds = next(run)
+                if epoch > 0:
+                    measured[name].append(seconds)
+        for run in runs.values():
+            run.close()  # fit's thread has ended (or ends) before the next round starts
+    return measured
 
 
 FUSED, FUSED_EVAL = "plain loop (Adam, fused)", "plain loop (Adam, fused) + eval"
 
 
-def variants(dataset: dict, epochs: int) -> dict[str, Callable[[], list[float]]]:
-    """Every timed variant on one dataset; each returns per-epoch seconds (first epoch is warm-up)."""
+def variants(dataset: dict, epochs: int) -> Variants:
+    """Every timed variant on one dataset."""
     spec, runs = make_spec(dataset), epochs + 1
     return {
-        "plain loop (Adam, torch default: for-loop)": lambda: time_plain(spec, runs),
-        FUSED: lambda: time_plain(spec, runs, fused=True),
-        FUSED_EVAL: lambda: time_plain(spec, runs, fused=True, evaluate=True),
-        "plain loop (Adam, fused) + eval + grad norm": lambda: time_plain(
-            spec, runs, fused=True, grad_norm=True, evaluate=True
+        "plain loop (Adam, torch default: for-loop)": lambda: plain_epochs(spec),
+        FUSED: lambda: plain_epochs(spec, fused=True),
+        FUSED_EVAL: lambda: plain_epochs(spec, fused=True, evaluate=True),
+        "plain loop (Adam, fused) + eval + grad norm": lambda: plain_epochs(
+            spec, fused=True, grad_norm=True, evaluate=True
         ),
-        "DataLoader loop": lambda: time_dataloader(spec, runs),
-        "fit, diagnostics every 10 steps (default)": lambda: time_fit(spec, runs),
-        "fit, diagnostics every step": lambda: time_fit(make_spec(dataset, 1), runs),
-        "fit, no diagnostics": lambda: time_fit(make_spec(dataset, 0), runs),
+        "DataLoader loop": lambda: dataloader_epochs(spec),
+        "fit, diagnostics every 10 steps (default)": lambda: fit_epochs(spec, runs),
+        "fit, diagnostics every step": lambda: fit_epochs(make_spec(dataset, 1), runs),
+        "fit, no diagnostics": lambda: fit_epochs(make_spec(dataset, 0), runs),
     }
 
 
@@ -236,14 +271,14 @@ def make_rnn_spec(samples: int, diagnostics_every: int = 10, epochs: int = 1) ->
     )
 
 
-def rnn_variants(samples: int, epochs: int) -> dict[str, Callable[[], list[float]]]:
-    """The recurrent variants; each returns per-epoch seconds (first epoch is warm-up)."""
+def rnn_variants(samples: int, epochs: int) -> Variants:
+    """The recurrent variants."""
     runs = epochs + 1
     return {
-        FUSED: lambda: time_plain(make_rnn_spec(samples), runs, fused=True),
-        FUSED_EVAL: lambda: time_plain(make_rnn_spec(samples), runs, fused=True, evaluate=True),
-        "fit, diagnostics every 10 steps (default)": lambda: time_fit(make_rnn_spec(samples), runs),
-        "fit, no diagnostics": lambda: time_fit(make_rnn_spec(samples, 0), runs),
+        FUSED: lambda: plain_epochs(make_rnn_spec(samples), fused=True),
+        FUSED_EVAL: lambda: plain_epochs(make_rnn_spec(samples), fused=True, evaluate=True),
+        "fit, diagnostics every 10 steps (default)": lambda: fit_epochs(make_rnn_spec(samples), runs),
+        "fit, no diagnostics": lambda: fit_epochs(make_rnn_spec(samples, 0), runs),
     }
 
 
@@ -254,12 +289,7 @@ def print_rnn_table(rounds: int, quick: bool) -> None:
     print(f"LSTM hidden {RNN_HIDDEN}, adding length {RNN_LENGTH}, batch {RNN_BATCH}, Adam lr 1e-3\n")
     print(HEADER)
     print("-" * len(HEADER))
-    timed = rnn_variants(samples, epochs)
-    measured: dict[str, list[float]] = {name: [] for name in timed}
-    for _ in range(rounds):
-        for name, run in timed.items():
-            measured[name].extend(run()[1:])
-    print_rows(label, samples, measured)
+    print_rows(label, samples, measure(rnn_variants(samples, epochs), rounds, epochs))
 
 
 def mnist_scale(folder: Path) -> tuple[str, dict]:
@@ -300,18 +330,15 @@ def main() -> None:
     }
     network = "-".join(map(str, ["inputs", *HIDDEN, 10]))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, MLP {network}, batch {BATCH}")
-    print(f"median epoch ({args.clock} clock) over {args.rounds} interleaved rounds, first epoch dropped\n")
+    print(
+        f"median epoch ({args.clock} clock), {args.rounds} rounds of variants taking turns epoch by epoch\n"
+    )
     print(HEADER)
     print("-" * len(HEADER))
     for name, (dataset, epochs) in datasets.items():
         X = _data(make_spec(dataset))[0]
         label = f"{name} {len(X):,} x {X[0].numel()}"
-        timed = variants(dataset, epochs)
-        measured: dict[str, list[float]] = {variant: [] for variant in timed}
-        for _ in range(args.rounds):
-            for variant, run in timed.items():
-                measured[variant].extend(run()[1:])
-        print_rows(label, len(X), measured)
+        print_rows(label, len(X), measure(variants(dataset, epochs), args.rounds, epochs))
     if "lstm" in chosen:
         print_rnn_table(args.rounds, args.quick)
 
