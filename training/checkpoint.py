@@ -143,8 +143,10 @@ class CheckpointWriter(Callback):
         stopper: EarlyStopper,
         every: int | None,
         model: torch.nn.Module,
+        keep_best: bool = True,
     ) -> None:
         self.folder = folder  # None: keep the best weights in memory only
+        self.keep_best = keep_best  # copy the best weights in memory (for early stopping's restore_best)
         self.save = save
         self.stopper = stopper
         self.every = every
@@ -156,7 +158,8 @@ class CheckpointWriter(Callback):
         """Write this epoch's checkpoints (after the stopper has seen the record)."""
         if self.stopper.improved:
             self.best_record = record
-            self.best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            if self.keep_best:
+                self.best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             self.save("best")
         self.save("last")
         if self.every and record.epoch % self.every == 0:
@@ -171,7 +174,7 @@ class CheckpointWriter(Callback):
         best = state["best_record"]
         self.best_record = EpochRecord.model_validate(best) if best is not None else None
         path = self.folder / "best.safetensors" if self.folder else None
-        if path is not None and path.exists():
+        if self.keep_best and path is not None and path.exists():
             self.best_weights = prefixed(read_checkpoint(path)[0], "model.")
 
 

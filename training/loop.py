@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from training.optim import (
     build_optimizer,
     build_scheduler,
     clip_gradients,
-    global_grad_norm,
+    grad_norms,
     l2_penalty,
     loss_function,
     step_scheduler,
@@ -41,6 +41,25 @@ from training.optim import (
 from training.records import EpochRecord, RunResult, RunStatus
 from training.spec import JobSpec, LayerNormalization, Task, lint, network_misfit
 from training.tabular import DatasetError
+
+GATHER_BYTES = 2 * 2**20  # rows of several batches gathered at once, up to this much (in memory.py's slack)
+
+
+def shuffled_batches(
+    X: torch.Tensor, y: torch.Tensor, order: torch.Tensor, batch: int, steps: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The epoch's `steps` batches in `order`: rows gathered a block of batches at a time, each batch a view.
+
+    The same batches as indexing X with each batch's slice of `order`, with one gather per block.
+    """
+    row_bytes = max(X[:1].nbytes + y[:1].nbytes, 1)
+    per_block = max(GATHER_BYTES // (row_bytes * batch), 1)
+    for first in range(0, steps, per_block):
+        count = min(per_block, steps - first)
+        rows = order[first * batch : (first + count) * batch]
+        X_block, y_block = X[rows], y[rows]
+        for i in range(count):
+            yield X_block[i * batch : (i + 1) * batch], y_block[i * batch : (i + 1) * batch]
 
 
 class Trainer:
@@ -85,8 +104,14 @@ class Trainer:
         self.restored_best = False  # the run ends with the best epoch's weights (else the last's)
         checkpoints = out_dir / "checkpoints" if out_dir is not None else None
         self.stopper = EarlyStopper.from_spec(spec.generalization.early_stopping, len(self.data.X_val) > 0)
+        stopping = spec.generalization.early_stopping
         self.checkpoints = CheckpointWriter(
-            checkpoints, self._save, self.stopper, spec.training.checkpoint_every, self.model
+            checkpoints,
+            self._save,
+            self.stopper,
+            spec.training.checkpoint_every,
+            self.model,
+            keep_best=bool(stopping and stopping.restore_best),
         )
         self.diagnostics = Diagnostics(self.model, spec, sequences=self.data.kind == "sequence")
         self.metrics_log = MetricsLog(out_dir / "metrics.jsonl") if out_dir is not None else None
@@ -106,17 +131,17 @@ class Trainer:
         self.model.train()
         self.diagnostics.start_epoch()
         order = torch.randperm(len(X), generator=self.batches).to(self.device)
-        for step in range(steps):
-            if any(callback.should_stop() for callback in self.callbacks):
+        polled = [c for c in self.callbacks if type(c).should_stop is not Callback.should_stop]
+        for step, (xb, yb) in enumerate(shuffled_batches(X, y, order, batch, steps)):
+            if any(callback.should_stop() for callback in polled):
                 return None
-            index = order[step * batch : (step + 1) * batch]
-            xb, internals = self.diagnostics.watch(step, X[index])
+            xb, internals = self.diagnostics.watch(step, xb)
             with self.precision():
                 out = self.model(xb, internals)
-                data_loss = self.loss_fn(out, y[index])
+                data_loss = self.loss_fn(out, yb)
             self.optimizer.zero_grad(set_to_none=True)
             self.objective(data_loss).backward()
-            self.descend(sums, internals, xb, out, y[index], data_loss)
+            self.descend(sums, internals, xb, out, yb, data_loss)
         return sums
 
     def steps_per_epoch(self) -> int:
@@ -149,7 +174,10 @@ class Trainer:
         if internals is not None:  # before clipping, so per-layer norms show an explosion too
             self.diagnostics.sample(internals, out, xb)
         norm, clipped = clip_gradients(self.spec.clipping, self.params)
-        sums.add_grad_norm(global_grad_norm(self.params) if norm is None else norm, clipped)
+        if norm is None:  # the per-tensor norms; their joint norm is taken for all steps at the epoch's end
+            sums.add_norm_parts(grad_norms(self.params))
+        else:
+            sums.add_grad_norm(norm, clipped)
         if step:
             self.optimizer.step()
         if self.data.targets is not None:  # the running loss is reported in the targets' units
@@ -173,8 +201,10 @@ class Trainer:
         if len(self.data.X_val) > 0:
             val = self.evaluate(self.data.X_val, self.data.y_val)
             values.update(val_loss=val["loss"], val_correct=val["correct"])
-        read = dict(zip(values, torch.stack([v.float() for v in values.values()]).tolist(), strict=True))
-        diagnostics = self.diagnostics.end_epoch()
+        numbers = torch.cat([torch.stack([v.float() for v in values.values()]), self.diagnostics.readings()])
+        everything = numbers.tolist()  # the epoch's one read from the device
+        read = dict(zip(values, everything, strict=False))
+        diagnostics = self.diagnostics.fields(everything[len(values) :])
         seconds = time.perf_counter() - started
         fields: dict[str, Any] = {"epoch": self.epoch}
         fields.update(self._metrics("train", read["train_loss"], read["train_correct"]))

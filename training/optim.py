@@ -156,12 +156,16 @@ def l2_penalty(weights: Sequence[torch.Tensor], l2: float) -> torch.Tensor:
     return l2 * torch.stack([weight.pow(2).sum() for weight in weights]).sum()
 
 
+def grad_norms(params: Params) -> list[torch.Tensor]:
+    """The L2 norm of each gradient (one foreach call, no host sync); their joint norm is the global one."""
+    grads = [p.grad for p in params if p.grad is not None]
+    return list(torch._foreach_norm(grads)) if grads else []
+
+
 def global_grad_norm(params: Params) -> torch.Tensor:
     """L2 norm of all gradients together, as a tensor (no host sync)."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    norms = grad_norms(params)
+    return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
 
 
 def clip_gradients(
