@@ -23,8 +23,9 @@ from training.network import Internals
 from training.optim import l2_penalty
 from training.records import EpochRecord, RunResult
 from training.spec import JobSpec, Task
-from training.stacked import DropoutMasks, JointOptimizers, StackedNetwork
+from training.stacked import DropoutMasks, StackedNetwork
 from training.stacked_metrics import StackedClipping, StackedSums, select_rows, stacked_loss
+from training.stacked_optim import stacked_optimizers
 
 Evaluation = dict[str, torch.Tensor]
 
@@ -90,7 +91,7 @@ class Stack:
         self.rows = torch.arange(len(self.members), device=self.X.device).unsqueeze(1)
         self.network = StackedNetwork([t.model for t in trainers])
         self.masks = DropoutMasks([m.dropout for m in self.members])
-        self.optimizers = JointOptimizers([t.optimizer for t in trainers])
+        self.optimizers = stacked_optimizers([t.optimizer for t in trainers], self.network.shared)
         self.loss = stacked_loss(first.spec, first.data.task)
         self.clipping = StackedClipping([t.spec.clipping for t in trainers], [_grads(t) for t in trainers])
         self.sums = sums or StackedSums(len(trainers), first.device)

@@ -8,7 +8,6 @@ Linear layers are batched matrix products (baddbmm), convolutions one grouped co
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,9 +52,9 @@ class Affine:
     """A weight and bias shared by R replicas as two stacked leaves."""
 
     def __init__(self, layers: Sequence[Any]) -> None:
-        self.params = [layer.weight for layer in layers] + [layer.bias for layer in layers]
-        self.weight = share([layer.weight for layer in layers])
-        self.bias = share([layer.bias for layer in layers])
+        weights, biases = [layer.weight for layer in layers], [layer.bias for layer in layers]
+        self.weight, self.bias = share(weights), share(biases)
+        self.shared = [(self.weight, weights), (self.bias, biases)]
 
 
 class Norm:
@@ -146,9 +145,9 @@ class StackedNetwork:
         affines = [self.output, *self.hidden.linears, *(n.affine for n in self.hidden.norms)]
         if self.cnn:
             affines += [*self.convs, *(n.affine for n in self.conv_norms)]
-        present = [a for a in affines if a is not None]
-        self.leaves = [t for a in present for t in (a.weight, a.bias)]
-        shared = {id(p) for a in present for p in a.params}
+        self.shared = [pair for a in affines if a is not None for pair in a.shared]  # (leaf, its rows)
+        self.leaves = [leaf for leaf, _ in self.shared]
+        shared = {id(p) for _, rows in self.shared for p in rows}
         own = [p for m in models for p in m.parameters() if id(p) not in shared]  # batch norm's
         for param in own:  # a gradient to add into from the first step, as the shared ones have
             param.grad = torch.zeros_like(param)
@@ -193,62 +192,3 @@ class StackedNetwork:
                 masks = dropout.masks([torch.Size(shape)] * replicas, self.conv_dropout, dim=1)
                 x = x * masks.flatten(1, 2)
         return x.unflatten(1, (replicas, -1)).flatten(2).transpose(0, 1)
-
-
-def _settings(optimizer: torch.optim.Optimizer, group: dict[str, Any]) -> dict[str, Any]:
-    """A parameter group's settings a constructor takes (not a scheduler's initial_lr)."""
-    accepted = inspect.signature(type(optimizer)).parameters
-    return {k: v for k, v in group.items() if k in accepted and k != "params"}
-
-
-def _hyperparameters(optimizer: torch.optim.Optimizer) -> str:
-    """The optimizer's class and its parameter groups' settings (learning rates included)."""
-    groups = [
-        sorted((k, repr(v)) for k, v in _settings(optimizer, g).items()) for g in optimizer.param_groups
-    ]
-    return repr((type(optimizer), groups))
-
-
-class JointOptimizers:
-    """Steps the replicas' own optimizers as few torch optimizers as their settings allow: one for all
-    replicas whose optimizer class and settings (learning rates included) agree.
-
-    A joint optimizer has the replicas' parameter groups side by side and shares each parameter's state
-    dict with the replica's own optimizer, so the replica's state_dict (checkpoints) and schedulers (which
-    set its learning rate) stay its own. Optimizers are element-wise: stepping a joint list is stepping
-    each replica on its own.
-    """
-
-    def __init__(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
-        by_settings: dict[str, list[torch.optim.Optimizer]] = {}
-        for optimizer in optimizers:
-            by_settings.setdefault(_hyperparameters(optimizer), []).append(optimizer)
-        self.joint: list[torch.optim.Optimizer] = []
-        for same in by_settings.values():
-            first = same[0]
-            if len(same) == 1:
-                self.joint.append(first)
-                continue
-            groups = [
-                {
-                    **_settings(first, group),
-                    "params": [p for o in same for p in o.param_groups[index]["params"]],
-                }
-                for index, group in enumerate(first.param_groups)
-            ]
-            joint = type(first)(groups, **_settings(first, first.param_groups[0]))
-            for optimizer in same:
-                for group in optimizer.param_groups:
-                    for param in group["params"]:
-                        joint.state[param] = optimizer.state[param]  # one state dict, two owners
-            self.joint.append(joint)
-
-    def zero_grad(self) -> None:
-        """Drop every replica's gradients."""
-        for optimizer in self.joint:
-            optimizer.zero_grad(set_to_none=True)
-
-    def step(self) -> None:
-        """One step of every replica."""
-        for optimizer in self.joint:
-            optimizer.step()

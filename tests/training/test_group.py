@@ -144,8 +144,18 @@ def test_cancelling_one_replica_drops_it_and_the_rest_go_on() -> None:
     assert losses == pytest.approx([r["train_loss"] for r in solo], rel=1e-5)
 
 
-def test_a_resumed_group_continues_bit_identically(tmp_path: Path) -> None:
-    config = {"generalization": {"dropout": 0.2}, "normalization": {"layers": "batch"}}
+RESUMED = {
+    "adam-batch-norm-dropout": {"generalization": {"dropout": 0.2}, "normalization": {"layers": "batch"}},
+    "momentum-layer-norm": {**TECHNIQUES["momentum"], "normalization": {"layers": "layer"}},
+    "rmsprop": TECHNIQUES["rmsprop"],
+    "adagrad": TECHNIQUES["adagrad"],
+    "adamw-cnn": {**TECHNIQUES["adamw"], **IMAGES, "network": CNN},
+}
+
+
+@pytest.mark.parametrize("technique", list(RESUMED))
+def test_a_resumed_group_continues_bit_identically(tmp_path: Path, technique: str) -> None:
+    config = RESUMED[technique]
     whole = [tmp_path / f"whole-{i}" for i in range(2)]
     parts = [tmp_path / f"parts-{i}" for i in range(2)]
     fit_group(seeds(config, epochs=4), whole)
@@ -158,6 +168,20 @@ def test_a_resumed_group_continues_bit_identically(tmp_path: Path) -> None:
         assert all(torch.equal(left[k], right[k]) for k in left)
         lines = [(folder / "metrics.jsonl").read_text().count("\n") for folder in (a, b)]
         assert lines == [4, 4]
+
+
+def test_every_replica_keeps_its_own_optimizer_state(tmp_path: Path) -> None:
+    # plateau schedules part the replicas' rates: they step stacked, then side by side
+    schedule = {"type": "plateau", "patience": 0}
+    specs = seeds({"optimizer": {"name": "adam", "learning_rate": 0.5, "schedule": schedule}}, 3, epochs=4)
+    folders = [tmp_path / str(i) for i in range(3)]
+    _, records = grouped(specs, folders)
+    assert len({tuple(r["learning_rate"] for r in replica) for replica in records}) > 1
+    steps = Trainer(specs[0], None, []).steps_per_epoch() * 4
+    for folder in folders:
+        tensors, _ = read_checkpoint(folder / "checkpoints" / "last.safetensors")
+        counters = [t.item() for name, t in tensors.items() if name.endswith(".step")]
+        assert counters and all(c == steps for c in counters)
 
 
 def test_over_five_seeds_grouped_and_alone_agree_within_seed_noise() -> None:
