@@ -19,7 +19,7 @@ from training.callbacks import Callback
 from training.grouping import can_stack, replica_key
 from training.loop import FAILURES, Trainer, failed_result, write_result
 from training.metrics import EVAL_CHUNK
-from training.network import Internals
+from training.network import Internals, LayerInternals
 from training.optim import l2_penalty
 from training.records import EpochRecord, RunResult
 from training.spec import JobSpec, Task
@@ -85,15 +85,21 @@ class Stack:
         self.members = list(members)
         self.trainers = trainers = [m.trainer for m in self.members]
         first = trainers[0]
-        self.X = torch.stack([t.data.X_train for t in trainers])
-        self.y = torch.stack([t.data.y_train for t in trainers])
-        self.orders = torch.stack([m.order for m in self.members if m.order is not None])
-        self.rows = torch.arange(len(self.members), device=self.X.device).unsqueeze(1)
+        orders = torch.stack([m.order for m in self.members if m.order is not None])
+        rows = torch.arange(len(self.members), device=orders.device).unsqueeze(1)
+        # each replica's training data in its epoch's order: a step's batch is then a slice
+        self.X = torch.stack([t.data.X_train for t in trainers])[rows, orders]
+        self.y = torch.stack([t.data.y_train for t in trainers])[rows, orders]
         self.network = StackedNetwork([t.model for t in trainers])
         self.masks = DropoutMasks([m.dropout for m in self.members])
         self.optimizers = stacked_optimizers([t.optimizer for t in trainers], self.network.shared)
         self.loss = stacked_loss(first.spec, first.data.task)
-        self.clipping = StackedClipping([t.spec.clipping for t in trainers], [_grads(t) for t in trainers])
+        self.clipping = StackedClipping(
+            [t.spec.clipping for t in trainers],
+            [_grads(t) for t in trainers],
+            [leaf.grad for leaf in self.network.leaves if leaf.grad is not None],
+            [[p.grad for p in own if p.grad is not None] for own in self.network.own],
+        )
         self.sums = sums or StackedSums(len(trainers), first.device)
         self.classify = first.data.task == Task.classification
         self.l2 = [t for t in trainers if t.spec.generalization.l2 > 0 and t.weights]
@@ -106,8 +112,7 @@ class Stack:
     def step(self, step: int, batch: int) -> None:
         """One gradient step of every replica: forward, backward and the measurements together, then
         each one's own update."""
-        index = self.orders[:, step * batch : (step + 1) * batch]
-        xb, yb = self.X[self.rows, index], self.y[self.rows, index]
+        xb, yb = self.X[:, step * batch : (step + 1) * batch], self.y[:, step * batch : (step + 1) * batch]
         first = self.trainers[0]
         sampled = first.diagnostics.watch(step, xb[0])[1] is not None  # one setting for all replicas
         internals: list[Internals] = [{} for _ in self.trainers] if sampled else []
@@ -165,7 +170,7 @@ class Stack:
             internals: list[Internals] = [{} for _ in split] if observe else []
             out = self.network(xb, None, internals or None)
             for trainer, found in zip(self.trainers, internals, strict=False):
-                trainer.diagnostics.observe(found)
+                trainer.diagnostics.observe({name: _fired(item) for name, item in found.items()})
             loss_sum += self._reported(out, yb) * xb.shape[1]
             if self.classify:
                 correct += (out.argmax(dim=-1) == yb).sum(dim=1)
@@ -176,6 +181,14 @@ class Stack:
         if self.trainers[0].data.targets is None:
             return self.loss(out, y)
         return torch.stack([t.reported_loss(out[r], y[r]) for r, t in enumerate(self.trainers)])
+
+
+def _fired(item: LayerInternals) -> LayerInternals:
+    """A layer's largest net input per unit over the chunk's examples (and positions), as (1, units):
+    a unit fired on some example exactly when that is above 0, which is all observe() asks of it."""
+    source = item.net_input if item.net_input is not None else item.output
+    most = source.amax(dim=[d for d in range(source.dim()) if d != item.unit_dim]).unsqueeze(0)
+    return LayerInternals(most, most)
 
 
 def _grads(trainer: Trainer) -> list[torch.Tensor]:

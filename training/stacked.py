@@ -152,6 +152,7 @@ class StackedNetwork:
         for param in own:  # a gradient to add into from the first step, as the shared ones have
             param.grad = torch.zeros_like(param)
         self.gradients = [t.grad for t in [*self.leaves, *own] if t.grad is not None]
+        self.own = [[p for p in m.parameters() if id(p) not in shared] for m in models]
 
     def zero_grad(self) -> None:
         """Zero every replica's gradients in place (they are views that must stay views)."""
