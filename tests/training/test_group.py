@@ -109,6 +109,18 @@ def test_replicas_stop_early_on_their_own_and_their_records_end_there() -> None:
     assert any(result.stopped_early for result in results)
 
 
+def test_best_and_last_checkpoints_hold_their_own_epochs(tmp_path: Path) -> None:
+    # `last` of an epoch that was the best is written as a link to `best`; later epochs part them
+    specs = seeds({"optimizer": {"name": "sgd", "learning_rate": 2.0}}, count=2, epochs=6)
+    folders = [tmp_path / str(i) for i in range(2)]
+    results, _ = grouped(specs, folders)
+    for folder, result in zip(folders, results, strict=True):
+        checkpoints = folder / "checkpoints"
+        assert read_checkpoint(checkpoints / "last.safetensors")[1]["epoch"] == 6
+        assert read_checkpoint(checkpoints / "best.safetensors")[1]["epoch"] == result.best_epoch
+    assert any(result.best_epoch != 6 for result in results)
+
+
 def test_plateau_schedules_move_each_replica_on_its_own() -> None:
     schedule = {"type": "plateau", "patience": 0}
     plateau = {"optimizer": {"name": "sgd", "learning_rate": 1.0, "schedule": schedule}}
