@@ -25,6 +25,7 @@ from training.optim import l2_penalty
 from training.records import EpochRecord, RunResult
 from training.spec import JobSpec, Task
 from training.stacked import DropoutMasks, StackedNetwork
+from training.stacked_diagnostics import StackedDiagnostics, replica_internals
 from training.stacked_metrics import StackedClipping, StackedSums, select_rows, stacked_loss
 from training.stacked_optim import stacked_optimizers
 
@@ -124,10 +125,12 @@ class Stack:
         self.sums = sums or StackedSums(len(trainers), first.device)
         self.classify = first.data.task == Task.classification
         self.l2 = [t for t in trainers if t.spec.generalization.l2 > 0 and t.weights]
+        self.diagnostics = StackedDiagnostics([t.diagnostics for t in trainers], self.network.shared)
 
     def without(self, dropped: Sequence[Replica]) -> Stack:
         """The stack of the other replicas, their epoch's sums so far included."""
         rows = [r for r, m in enumerate(self.members) if m not in dropped]
+        self.diagnostics.flush()
         return Stack([self.members[r] for r in rows], select_rows(self.sums, rows))
 
     def step(self, step: int, batch: int) -> None:
@@ -136,24 +139,27 @@ class Stack:
         xb, yb = self.X[:, step * batch : (step + 1) * batch], self.y[:, step * batch : (step + 1) * batch]
         first = self.trainers[0]
         sampled = first.diagnostics.watch(step, xb[0])[1] is not None  # one setting for all replicas
-        internals: list[Internals] = [{} for _ in self.trainers] if sampled else []
+        internals: Internals | None = {} if sampled else None
         watch_inputs = sampled and first.diagnostics.sequences
         if watch_inputs:  # to see how far back in time the error signal reaches, as a job alone does
             xb = xb.detach().requires_grad_(True)
         with first.precision():
-            out = self.network(xb, self.masks, internals or None)
+            out = self.network(xb, self.masks, internals)
             losses = self.loss(out, yb)
         objective = losses.sum()  # each replica's parameters get its own gradient
         for trainer in self.l2:
             objective = objective + l2_penalty(trainer.weights, trainer.spec.generalization.l2)
         self.network.zero_grad()
         objective.backward()
-        for r, trainer in enumerate(self.trainers if sampled else ()):
-            inputs = xb[r]
-            if watch_inputs and xb.grad is not None:
-                inputs = xb.detach()[r]
-                inputs.grad = xb.grad[r]
-            trainer.diagnostics.sample(internals[r], out[r], inputs)
+        if internals is not None and self.diagnostics.usable:
+            self.diagnostics.sample(internals, out)
+        elif internals is not None:
+            for r, trainer in enumerate(self.trainers):
+                inputs = xb[r]
+                if watch_inputs and xb.grad is not None:
+                    inputs = xb.detach()[r]
+                    inputs.grad = xb.grad[r]
+                trainer.diagnostics.sample(replica_internals(internals, r), out[r], inputs)
         norms, clipped = self.clipping()
         self.optimizers.step()
         if first.data.targets is not None:  # the running loss is reported in the targets' units
@@ -163,6 +169,7 @@ class Stack:
     def evaluate(self) -> None:
         """Every replica's epoch-end evaluations (training sample, validation split) as stacked passes."""
         trainers = self.trainers
+        self.diagnostics.flush()
         for trainer in trainers:
             trainer.evaluated.clear()
         train = [t.train_sample for t in trainers]
@@ -188,10 +195,13 @@ class Stack:
         correct = torch.zeros(len(split), device=X.device)
         for start in range(0, count, EVAL_CHUNK):
             xb, yb = X[:, start : start + EVAL_CHUNK], y[:, start : start + EVAL_CHUNK]
-            internals: list[Internals] = [{} for _ in split] if observe else []
-            out = self.network(xb, None, internals or None)
-            for trainer, found in zip(self.trainers, internals, strict=False):
-                trainer.diagnostics.observe({name: _fired(item) for name, item in found.items()})
+            internals: Internals | None = {} if observe else None
+            out = self.network(xb, None, internals)
+            fired = {name: _fired(item) for name, item in (internals or {}).items()}
+            for r, trainer in enumerate(self.trainers if observe else ()):
+                trainer.diagnostics.observe(
+                    {name: LayerInternals(f[r : r + 1], f[r : r + 1]) for name, f in fired.items()}
+                )
             loss_sum += self._reported(out, yb) * xb.shape[1]
             if self.classify:
                 correct += (out.argmax(dim=-1) == yb).sum(dim=1)
@@ -204,12 +214,11 @@ class Stack:
         return torch.stack([t.reported_loss(out[r], y[r]) for r, t in enumerate(self.trainers)])
 
 
-def _fired(item: LayerInternals) -> LayerInternals:
-    """A layer's largest net input per unit over the chunk's examples (and positions), as (1, units):
-    a unit fired on some example exactly when that is above 0, which is all observe() asks of it."""
+def _fired(item: LayerInternals) -> torch.Tensor:
+    """(R, units): each replica's largest net input per unit over the chunk's examples (and positions);
+    a unit fired on some example exactly when it is above 0, which is all observe() asks of a layer."""
     source = item.net_input if item.net_input is not None else item.output
-    most = source.amax(dim=[d for d in range(source.dim()) if d != item.unit_dim]).unsqueeze(0)
-    return LayerInternals(most, most)
+    return source.amax(dim=[d for d in range(1, source.dim()) if d != item.unit_dim])
 
 
 def _grads(trainer: Trainer) -> list[torch.Tensor]:

@@ -87,7 +87,7 @@ class StackedHidden:
         self.norms = [Norm([s.norms[i] for s in stacks]) for i in range(len(first.linears))]
 
     def __call__(
-        self, x: torch.Tensor, dropout: DropoutMasks | None, internals: list[Internals] | None
+        self, x: torch.Tensor, dropout: DropoutMasks | None, internals: Internals | None
     ) -> torch.Tensor:
         """Linear -> normalization -> activation -> dropout, each layer for all replicas at once."""
         replicas = x.shape[0]
@@ -101,8 +101,7 @@ class StackedHidden:
                 net_input = F.layer_norm(net_input, (width,), eps=norm.eps) * scale + shift
             x = self.activation(net_input)
             if internals is not None:
-                for r, found in enumerate(internals):
-                    found[name] = LayerInternals(net_input[r].detach(), x[r].detach())
+                internals[name] = LayerInternals(net_input.detach(), x.detach(), unit_dim=2)
             if self.dropout > 0 and dropout is not None:
                 x = x * dropout.masks([x[r].shape for r in range(replicas)], self.dropout, dim=0)
         return x
@@ -159,15 +158,16 @@ class StackedNetwork:
         torch._foreach_zero_(self.gradients)
 
     def __call__(
-        self, x: torch.Tensor, dropout: DropoutMasks | None, internals: list[Internals] | None = None
+        self, x: torch.Tensor, dropout: DropoutMasks | None, internals: Internals | None = None
     ) -> torch.Tensor:
-        """x: (R, N, ...) -> (R, N, outputs); dropout None in eval mode."""
+        """x: (R, N, ...) -> (R, N, outputs); dropout None in eval mode. `internals` gets each hidden
+        layer's net input and output for all replicas, replica first."""
         x = self._features(x, dropout, internals) if self.cnn else x.flatten(2)
         x = self.hidden(x, dropout, internals)
         return linear(x, self.output)
 
     def _features(
-        self, x: torch.Tensor, dropout: DropoutMasks | None, internals: list[Internals] | None
+        self, x: torch.Tensor, dropout: DropoutMasks | None, internals: Internals | None
     ) -> torch.Tensor:
         """Convolution blocks on (N, R·C, H, W): one grouped convolution covers every replica."""
         replicas, examples = x.shape[0], x.shape[1]
@@ -182,11 +182,10 @@ class StackedNetwork:
                 weights, biases = norm.affine.weight.flatten(), norm.affine.bias.flatten()
                 net_input = F.group_norm(net_input, replicas, weights, biases, norm.eps)
             x = self.conv_activation(net_input)
-            if internals is not None:
-                split_n = net_input.detach().unflatten(1, (replicas, -1))
-                split_a = x.detach().unflatten(1, (replicas, -1))
-                for r, found in enumerate(internals):
-                    found[f"conv{i + 1}"] = LayerInternals(split_n[:, r], split_a[:, r])
+            if internals is not None:  # replica first: (R, N, C, H, W)
+                split_n = net_input.detach().unflatten(1, (replicas, -1)).transpose(0, 1)
+                split_a = x.detach().unflatten(1, (replicas, -1)).transpose(0, 1)
+                internals[f"conv{i + 1}"] = LayerInternals(split_n, split_a, unit_dim=2)
             x = self.pool(x)
             if self.conv_dropout > 0 and dropout is not None:
                 shape = (examples, x.shape[1] // replicas, *x.shape[2:])

@@ -82,6 +82,13 @@ def test_each_replica_starts_as_the_job_alone(technique: str) -> None:
         bound = 1e-3 if "batch-norm" in technique else 1e-4
         for loss in ("train_loss", "val_loss"):
             assert relative(replica[0][loss], solo[0][loss]) < bound, loss
+        # the per-layer diagnostics (sampled stacked, for all replicas at once) are the job's own
+        for together, own in zip(replica[0]["layers"], solo[0]["layers"], strict=True):
+            for field, value in own.items():
+                if isinstance(value, float):
+                    assert together[field] == pytest.approx(value, rel=1e-3, abs=1e-5), (own["name"], field)
+                else:
+                    assert together[field] == value, (own["name"], field)
 
 
 def test_initial_weights_are_bit_identical_to_the_job_alone() -> None:
