@@ -141,17 +141,17 @@ def record_group_epoch(
     """A replica group's epoch rows (job, attempt, record) and checkpoint promotions in one transaction,
     each fenced by its job's attempt; returns the jobs whose attempt no longer owns them."""
     lost: set[str] = set()
+    held: set[tuple[str, str]] = set()  # (job, attempt) rows this transaction has locked already
     for job_id, attempt, record in records:
         job = _locked(session, job_id, attempt)
         if job is None:
             lost.add(job_id)
         else:
+            held.add((job_id, attempt))
             _store_epoch(session, job, job_id=job_id, record=record)
     for checkpoint in checkpoints:
-        if (
-            checkpoint["job_id"] in lost
-            or _locked(session, checkpoint["job_id"], checkpoint["attempt"]) is None
-        ):
+        owner = (checkpoint["job_id"], checkpoint["attempt"])
+        if checkpoint["job_id"] in lost or (owner not in held and _locked(session, *owner) is None):
             lost.add(checkpoint["job_id"])
             continue
         _store_checkpoint(session, **{k: v for k, v in checkpoint.items() if k != "attempt"})

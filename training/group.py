@@ -8,6 +8,7 @@ stream a job alone would draw from torch's global generator (and is saved as suc
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,30 +16,68 @@ from pathlib import Path
 
 import torch
 
-from training.callbacks import Callback
+from training.callbacks import Callback, CheckpointInfo
 from training.grouping import can_stack, replica_key
 from training.loop import FAILURES, Trainer, failed_result, write_result
-from training.metrics import EpochSums
-from training.network import Internals
+from training.metrics import EVAL_CHUNK
+from training.network import Internals, LayerInternals
+from training.optim import l2_penalty
 from training.records import EpochRecord, RunResult
-from training.spec import JobSpec
-from training.stacked import DropoutMasks, JointOptimizers, StackedNetwork
+from training.spec import JobSpec, Task
+from training.stacked import DropoutMasks, StackedNetwork
+from training.stacked_diagnostics import StackedDiagnostics, replica_internals
+from training.stacked_metrics import StackedClipping, StackedSums, select_rows, stacked_loss
+from training.stacked_optim import stacked_optimizers
+
+Evaluation = dict[str, torch.Tensor]
+
+
+class ReplicaTrainer(Trainer):
+    """A replica's trainer: its epoch's evaluations may come from the group's stacked pass."""
+
+    def __init__(self, spec: JobSpec, out_dir: Path | None, callbacks: Sequence[Callback]) -> None:
+        super().__init__(spec, out_dir, callbacks)
+        self.evaluated: dict[int, Evaluation] = {}  # by id() of the split's inputs
+        self.best_saved: int | None = None  # the epoch whose `best` checkpoint was written last
+
+    def _save(self, name: str) -> None:
+        """Write checkpoint `name` as the job alone does; `last` right after the same epoch's `best` is
+        that file under its name (a hard link: best and last are then written once, not twice)."""
+        folder = self.out_dir / "checkpoints" if self.out_dir is not None else None
+        if folder is None or name != "last" or self.best_saved != self.epoch:
+            super()._save(name)
+            self.best_saved = self.epoch if name == "best" else self.best_saved
+            return
+        path, partial = folder / "last.safetensors", folder / "last.partial"
+        try:
+            partial.unlink(missing_ok=True)
+            os.link(folder / "best.safetensors", partial)
+            os.replace(partial, path)  # later writes of either replace its name, never the shared file
+        except OSError:  # a file system without hard links
+            super()._save(name)
+            return
+        for callback in self.callbacks:
+            callback.on_checkpoint(CheckpointInfo(name=name, path=path, epoch=self.epoch))
+
+    def evaluate(self, X: torch.Tensor, y: torch.Tensor, observe: bool = False) -> Evaluation:
+        """The stacked pass's result for this split when it has one (it observed too), else the job's own."""
+        ready = self.evaluated.pop(id(X), None)
+        return ready if ready is not None else super().evaluate(X, y, observe)
 
 
 @dataclass(eq=False)
 class Replica:
     """One job of the group: its trainer, its dropout stream, and its result once it has ended."""
 
-    trainer: Trainer
+    trainer: ReplicaTrainer
     cpu_rng: torch.Tensor  # torch's global CPU generator state the job alone would have
     dropout: torch.Generator  # the generator its dropout masks come from (the device's own stream)
     started: float = field(default_factory=time.perf_counter)
-    sums: EpochSums | None = None
     order: torch.Tensor | None = None
     result: RunResult | None = None
 
     @classmethod
-    def capture(cls, trainer: Trainer) -> Replica:
+    def capture(cls, trainer: ReplicaTrainer) -> Replica:
         """Take over the random stream the trainer's job would continue drawing from, as fit() leaves it."""
         device = trainer.device
         generator = torch.Generator(device=device)
@@ -64,52 +103,134 @@ class Replica:
 class Stack:
     """The replicas training in this epoch, as one stacked model over their stacked training data."""
 
-    def __init__(self, members: Sequence[Replica]) -> None:
+    def __init__(self, members: Sequence[Replica], sums: StackedSums | None = None) -> None:
         self.members = list(members)
-        trainers = [m.trainer for m in self.members]
-        self.X = torch.stack([t.data.X_train for t in trainers])
-        self.y = torch.stack([t.data.y_train for t in trainers])
-        self.orders = torch.stack([m.order for m in self.members if m.order is not None])
-        self.rows = torch.arange(len(self.members), device=self.X.device).unsqueeze(1)
+        self.trainers = trainers = [m.trainer for m in self.members]
+        first = trainers[0]
+        orders = torch.stack([m.order for m in self.members if m.order is not None])
+        rows = torch.arange(len(self.members), device=orders.device).unsqueeze(1)
+        # each replica's training data in its epoch's order: a step's batch is then a slice
+        self.X = torch.stack([t.data.X_train for t in trainers])[rows, orders]
+        self.y = torch.stack([t.data.y_train for t in trainers])[rows, orders]
         self.network = StackedNetwork([t.model for t in trainers])
         self.masks = DropoutMasks([m.dropout for m in self.members])
-        self.optimizers = JointOptimizers([t.optimizer for t in trainers])
+        self.optimizers = stacked_optimizers([t.optimizer for t in trainers], self.network.shared)
+        self.loss = stacked_loss(first.spec, first.data.task)
+        self.clipping = StackedClipping(
+            [t.spec.clipping for t in trainers],
+            [_grads(t) for t in trainers],
+            [leaf.grad for leaf in self.network.leaves if leaf.grad is not None],
+            [[p.grad for p in own if p.grad is not None] for own in self.network.own],
+        )
+        self.sums = sums or StackedSums(len(trainers), first.device)
+        self.classify = first.data.task == Task.classification
+        self.l2 = [t for t in trainers if t.spec.generalization.l2 > 0 and t.weights]
+        self.diagnostics = StackedDiagnostics([t.diagnostics for t in trainers], self.network.shared)
+
+    def without(self, dropped: Sequence[Replica]) -> Stack:
+        """The stack of the other replicas, their epoch's sums so far included."""
+        rows = [r for r, m in enumerate(self.members) if m not in dropped]
+        self.diagnostics.flush()
+        return Stack([self.members[r] for r in rows], select_rows(self.sums, rows))
 
     def step(self, step: int, batch: int) -> None:
-        """One gradient step of every replica: forward and backward together, then each one's own update."""
-        index = self.orders[:, step * batch : (step + 1) * batch]
-        xb, yb = self.X[self.rows, index], self.y[self.rows, index]
-        trainers = [m.trainer for m in self.members]
-        internals: list[Internals | None] = [
-            t.diagnostics.watch(step, xb[r])[1] for r, t in enumerate(trainers)
-        ]
-        sampled = [found for found in internals if found is not None]
-        watch_inputs = bool(sampled) and trainers[0].diagnostics.sequences
+        """One gradient step of every replica: forward, backward and the measurements together, then
+        each one's own update."""
+        xb, yb = self.X[:, step * batch : (step + 1) * batch], self.y[:, step * batch : (step + 1) * batch]
+        first = self.trainers[0]
+        sampled = first.diagnostics.watch(step, xb[0])[1] is not None  # one setting for all replicas
+        internals: Internals | None = {} if sampled else None
+        watch_inputs = sampled and first.diagnostics.sequences
         if watch_inputs:  # to see how far back in time the error signal reaches, as a job alone does
             xb = xb.detach().requires_grad_(True)
-        with trainers[0].precision():
-            out = self.network(xb, self.masks, sampled if len(sampled) == len(trainers) else None)
-            data_losses = [t.loss_fn(out[r], yb[r]) for r, t in enumerate(trainers)]
-        self.optimizers.zero_grad()
-        objectives = [t.objective(loss) for t, loss in zip(trainers, data_losses, strict=True)]
-        torch.stack(objectives).sum().backward()  # each replica's parameters get its own gradient
-        for r, member in enumerate(self.members):
-            inputs = xb[r]
-            if watch_inputs and xb.grad is not None:
-                inputs = xb.detach()[r]
-                inputs.grad = xb.grad[r]
-            assert member.sums is not None
-            loss = data_losses[r]
-            member.trainer.descend(member.sums, internals[r], inputs, out[r], yb[r], loss, step=False)
+        with first.precision():
+            out = self.network(xb, self.masks, internals)
+            losses = self.loss(out, yb)
+        objective = losses.sum()  # each replica's parameters get its own gradient
+        for trainer in self.l2:
+            objective = objective + l2_penalty(trainer.weights, trainer.spec.generalization.l2)
+        self.network.zero_grad()
+        objective.backward()
+        if internals is not None and self.diagnostics.usable:
+            self.diagnostics.sample(internals, out)
+        elif internals is not None:
+            for r, trainer in enumerate(self.trainers):
+                inputs = xb[r]
+                if watch_inputs and xb.grad is not None:
+                    inputs = xb.detach()[r]
+                    inputs.grad = xb.grad[r]
+                trainer.diagnostics.sample(replica_internals(internals, r), out[r], inputs)
+        norms, clipped = self.clipping()
         self.optimizers.step()
+        if first.data.targets is not None:  # the running loss is reported in the targets' units
+            losses = self._reported(out.detach(), yb)
+        self.sums.add(losses, out if self.classify else None, yb, norms, clipped)
+
+    def evaluate(self) -> None:
+        """Every replica's epoch-end evaluations (training sample, validation split) as stacked passes."""
+        trainers = self.trainers
+        self.diagnostics.flush()
+        for trainer in trainers:
+            trainer.evaluated.clear()
+        train = [t.train_sample for t in trainers]
+        val = [(t.data.X_val, t.data.y_val) for t in trainers]
+        for split, observe in ((train, True), (val, False)):
+            if len(split[0][0]) == 0 or len({X.shape for X, _ in split}) > 1:
+                continue  # no such split, or of other sizes: each replica evaluates its own
+            counts = observe and trainers[0].diagnostics.counts_dead_units  # one setting for all
+            with trainers[0].precision():
+                results = self._evaluate(split, counts)
+            for trainer, (X, _), result in zip(trainers, split, results, strict=True):
+                trainer.evaluated[id(X)] = result
+
+    @torch.inference_mode()
+    def _evaluate(self, split: list[tuple[torch.Tensor, torch.Tensor]], observe: bool) -> list[Evaluation]:
+        """Each replica's mean loss (original units) and accuracy on its split in eval mode, as evaluate()
+        measures them; with `observe`, each replica's diagnostics see its hidden layers."""
+        for trainer in self.trainers:
+            trainer.model.eval()
+        X, y = torch.stack([X for X, _ in split]), torch.stack([y for _, y in split])
+        count = X.shape[1]
+        loss_sum = torch.zeros(len(split), device=X.device)
+        correct = torch.zeros(len(split), device=X.device)
+        for start in range(0, count, EVAL_CHUNK):
+            xb, yb = X[:, start : start + EVAL_CHUNK], y[:, start : start + EVAL_CHUNK]
+            internals: Internals | None = {} if observe else None
+            out = self.network(xb, None, internals)
+            fired = {name: _fired(item) for name, item in (internals or {}).items()}
+            for r, trainer in enumerate(self.trainers if observe else ()):
+                trainer.diagnostics.observe(
+                    {name: LayerInternals(f[r : r + 1], f[r : r + 1]) for name, f in fired.items()}
+                )
+            loss_sum += self._reported(out, yb) * xb.shape[1]
+            if self.classify:
+                correct += (out.argmax(dim=-1) == yb).sum(dim=1)
+        return [{"loss": loss_sum[r] / count, "correct": correct[r] / count} for r in range(len(split))]
+
+    def _reported(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(R,) losses as reported: regression targets back in their original units (each replica's own)."""
+        if self.trainers[0].data.targets is None:
+            return self.loss(out, y)
+        return torch.stack([t.reported_loss(out[r], y[r]) for r, t in enumerate(self.trainers)])
 
 
-def _train_epoch(members: list[Replica]) -> list[Replica]:
-    """One epoch of every member, stacked; returns those that finished it (the others were cancelled)."""
+def _fired(item: LayerInternals) -> torch.Tensor:
+    """(R, units): each replica's largest net input per unit over the chunk's examples (and positions);
+    a unit fired on some example exactly when it is above 0, which is all observe() asks of a layer."""
+    source = item.net_input if item.net_input is not None else item.output
+    return source.amax(dim=[d for d in range(1, source.dim()) if d != item.unit_dim])
+
+
+def _grads(trainer: Trainer) -> list[torch.Tensor]:
+    """The trainer's gradients (the stacked network has given every parameter one)."""
+    return [p.grad for p in trainer.params if p.grad is not None]
+
+
+def _train_epoch(members: list[Replica]) -> Stack | None:
+    """One epoch of every member, stacked; the stack of those that finished it (None: all cancelled)."""
     first = members[0].trainer
     for member in members:
         trainer = member.trainer
-        member.sums = EpochSums(trainer.device)
         trainer.model.train()
         trainer.diagnostics.start_epoch()
         member.order = torch.randperm(len(trainer.data.X_train), generator=trainer.batches).to(trainer.device)
@@ -119,12 +240,11 @@ def _train_epoch(members: list[Replica]) -> list[Replica]:
         if cancelled:
             for member in cancelled:
                 member.end(member.trainer.finish("cancelled", "cancelled"))
-            remaining = [m for m in stack.members if m not in cancelled]
-            if not remaining:
-                return []
-            stack = Stack(remaining)
+            if len(cancelled) == len(stack.members):
+                return None
+            stack = stack.without(cancelled)
         stack.step(step, first.spec.training.batch_size)
-    return stack.members
+    return stack
 
 
 def _same_shapes(replicas: Sequence[Replica]) -> bool:
@@ -142,19 +262,21 @@ def _run_together(replicas: list[Replica], after_epoch: Callable[[], None]) -> N
         movers = [r for r in active if r.trainer.epoch == epoch]
         started = time.perf_counter()
         try:
-            finished = _train_epoch(movers)
+            stack = _train_epoch(movers)
+            if stack is not None:
+                stack.evaluate()
         except FAILURES as failure:  # the stacked step itself failed (out of memory): every mover with it
             for member in movers:
                 if member.result is None:
                     member.end(failed_result(member.trainer, failure, member.started))
             continue
         trained_for = time.perf_counter() - started
-        for member in finished:
+        for row, member in enumerate(stack.members if stack is not None else ()):
+            assert stack is not None
             trainer = member.trainer
-            assert member.sums is not None
             member.make_global()
             try:
-                trainer.end_epoch(member.sums, time.perf_counter() - trained_for)
+                trainer.end_epoch(stack.sums.row(row), time.perf_counter() - trained_for)
             except FAILURES as failure:  # a non-finite loss fails this replica's job only
                 member.end(failed_result(trainer, failure, member.started))
                 continue
@@ -206,7 +328,7 @@ def fit_group(
     for index, (spec, out, own) in enumerate(zip(specs, outs, hooks, strict=True)):
         started, trainer = time.perf_counter(), None
         try:
-            trainer = Trainer(spec, out, own)
+            trainer = ReplicaTrainer(spec, out, own)
             if resume and out is not None:
                 trainer.resume()
         except FAILURES as failure:

@@ -8,7 +8,6 @@ Linear layers are batched matrix products (baddbmm), convolutions one grouped co
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,25 +18,27 @@ from torch.nn import functional as F
 from training.network import CNN, MLP, HiddenStack, Internals, LayerInternals, Network
 
 
-def _stack(tensors: Sequence[Any]) -> torch.Tensor:
-    return torch.stack(list(tensors))
+def share(params: Sequence[nn.Parameter]) -> torch.Tensor:
+    """One leaf (R, ...) that holds the replicas' parameters, with a gradient that holds theirs.
+
+    Each replica's parameter and its gradient become views of row r (as FSDP's flat parameters do), so a
+    forward pass on the leaf needs no stacking, backward no unstacking, and the replica's optimizer,
+    clipping, diagnostics and checkpoints read and write its own row in place.
+    """
+    stacked = torch.stack([p.detach() for p in params]).requires_grad_(True)
+    grad = stacked.grad = torch.zeros_like(stacked)
+    for row, param in enumerate(params):
+        param.data = stacked.detach()[row]
+        param.grad = grad[row]
+    return stacked
 
 
-def _cat(tensors: Sequence[Any]) -> torch.Tensor:
-    return torch.cat(list(tensors))
+def _is_batch_norm(norm: nn.Module) -> bool:
+    return isinstance(norm, nn.modules.batchnorm._BatchNorm)
 
 
-def _replica_norm(norms: Sequence[nn.Module]) -> Sequence[nn.Module] | None:
-    return None if isinstance(norms[0], nn.Identity) else norms
-
-
-def _eps(norms: Sequence[nn.Module]) -> float:
-    eps = getattr(norms[0], "eps", 1e-5)
-    return float(eps)
-
-
-def _is_batch_norm(norms: Sequence[nn.Module]) -> bool:
-    return isinstance(norms[0], nn.modules.batchnorm._BatchNorm)
+def _eps(norm: nn.Module) -> float:
+    return float(getattr(norm, "eps", 1e-5))
 
 
 def batch_norm(norms: Sequence[nn.Module], parts: Sequence[torch.Tensor], dim: int) -> torch.Tensor:
@@ -47,46 +48,63 @@ def batch_norm(norms: Sequence[nn.Module], parts: Sequence[torch.Tensor], dim: i
     return torch.stack([norm(part.contiguous()) for norm, part in zip(norms, parts, strict=True)], dim=dim)
 
 
+class Affine:
+    """A weight and bias shared by R replicas as two stacked leaves."""
+
+    def __init__(self, layers: Sequence[Any]) -> None:
+        weights, biases = [layer.weight for layer in layers], [layer.bias for layer in layers]
+        self.weight, self.bias = share(weights), share(biases)
+        self.shared = [(self.weight, weights), (self.bias, biases)]
+
+
+class Norm:
+    """One normalization position of R replicas: none, batch (each its own module) or layer (stacked)."""
+
+    def __init__(self, norms: Sequence[nn.Module]) -> None:
+        first = norms[0]
+        self.kind = (
+            "none" if isinstance(first, nn.Identity) else "batch" if _is_batch_norm(first) else "layer"
+        )
+        self.modules = norms
+        self.eps = _eps(first)
+        self.affine = Affine(norms) if self.kind == "layer" else None
+
+
+def linear(x: torch.Tensor, layer: Affine) -> torch.Tensor:
+    """(R, N, in) -> (R, N, out): every replica's x Wᵀ + b in one batched product."""
+    return torch.baddbmm(layer.bias.unsqueeze(1), x, layer.weight.transpose(1, 2))
+
+
 class StackedHidden:
     """The hidden blocks of R replicas on (R, N, F) inputs."""
 
     def __init__(self, stacks: Sequence[HiddenStack]) -> None:
-        self.stacks = stacks
         first = stacks[0]
         self.names = first.names()
         self.activation = first.activation
         self.dropout = first.dropout.p if first.dropout is not None else 0.0
-        self.norms = [_replica_norm([s.norms[i] for s in stacks]) for i in range(len(first.linears))]
+        self.linears = [Affine([s.linears[i] for s in stacks]) for i in range(len(first.linears))]
+        self.norms = [Norm([s.norms[i] for s in stacks]) for i in range(len(first.linears))]
 
     def __call__(
-        self, x: torch.Tensor, dropout: DropoutMasks, internals: list[Internals] | None
+        self, x: torch.Tensor, dropout: DropoutMasks | None, internals: Internals | None
     ) -> torch.Tensor:
         """Linear -> normalization -> activation -> dropout, each layer for all replicas at once."""
         replicas = x.shape[0]
-        for i, name in enumerate(self.names):
-            net_input = linear(x, [s.linears[i] for s in self.stacks])
-            norm = self.norms[i]
-            if norm is not None and _is_batch_norm(norm):
-                net_input = batch_norm(norm, net_input.unbind(0), dim=0)
-            elif norm is not None:
+        for name, layer, norm in zip(self.names, self.linears, self.norms, strict=True):
+            net_input = linear(x, layer)
+            if norm.kind == "batch":
+                net_input = batch_norm(norm.modules, net_input.unbind(0), dim=0)
+            elif norm.affine is not None:
                 width = net_input.shape[-1]
-                scale = _stack([n.weight for n in norm]).unsqueeze(1)
-                shift = _stack([n.bias for n in norm]).unsqueeze(1)
-                net_input = F.layer_norm(net_input, (width,), eps=_eps(norm)) * scale + shift
+                scale, shift = norm.affine.weight.unsqueeze(1), norm.affine.bias.unsqueeze(1)
+                net_input = F.layer_norm(net_input, (width,), eps=norm.eps) * scale + shift
             x = self.activation(net_input)
             if internals is not None:
-                for r, found in enumerate(internals):
-                    found[name] = LayerInternals(net_input[r].detach(), x[r].detach())
-            if self.dropout > 0:
+                internals[name] = LayerInternals(net_input.detach(), x.detach(), unit_dim=2)
+            if self.dropout > 0 and dropout is not None:
                 x = x * dropout.masks([x[r].shape for r in range(replicas)], self.dropout, dim=0)
         return x
-
-
-def linear(x: torch.Tensor, layers: Sequence[Any]) -> torch.Tensor:
-    """(R, N, in) -> (R, N, out): every replica's x Wᵀ + b in one batched product."""
-    weight = _stack([layer.weight for layer in layers])
-    bias = _stack([layer.bias for layer in layers])
-    return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
 
 
 class DropoutMasks:
@@ -105,112 +123,72 @@ class DropoutMasks:
 
 
 class StackedNetwork:
-    """R replicas of an mlp or cnn as one forward pass; outputs (R, N, outputs)."""
+    """R replicas of an mlp or cnn as one forward pass on shared leaves; outputs (R, N, outputs).
+
+    Parameters of batch norm stay the replicas' own (each runs its own module); every other parameter
+    is a view of a stacked leaf (`leaves`) while this object lives.
+    """
 
     def __init__(self, models: Sequence[Network]) -> None:
         self.models = models
         first = models[0]
         self.cnn = isinstance(first, CNN)
-        self.hidden = StackedHidden([m.hidden for m in models if isinstance(m, MLP | CNN)])
         if isinstance(first, CNN):
             cnns = [m for m in models if isinstance(m, CNN)]
-            self.convs = [[m.convs[i] for m in cnns] for i in range(len(first.convs))]
-            self.conv_norms = [_replica_norm([m.norms[i] for m in cnns]) for i in range(len(first.convs))]
+            self.convs = [Affine([m.convs[i] for m in cnns]) for i in range(len(first.convs))]
+            self.conv_norms = [Norm([m.norms[i] for m in cnns]) for i in range(len(first.convs))]
             self.pool, self.conv_activation = first.pool, first.activation
             self.conv_dropout = first.dropout.p if first.dropout is not None else 0.0
+        self.hidden = StackedHidden([m.hidden for m in models if isinstance(m, MLP | CNN)])
+        self.output = Affine([m.output for m in models])
+        affines = [self.output, *self.hidden.linears, *(n.affine for n in self.hidden.norms)]
+        if self.cnn:
+            affines += [*self.convs, *(n.affine for n in self.conv_norms)]
+        self.shared = [pair for a in affines if a is not None for pair in a.shared]  # (leaf, its rows)
+        self.leaves = [leaf for leaf, _ in self.shared]
+        shared = {id(p) for _, rows in self.shared for p in rows}
+        own = [p for m in models for p in m.parameters() if id(p) not in shared]  # batch norm's
+        for param in own:  # a gradient to add into from the first step, as the shared ones have
+            param.grad = torch.zeros_like(param)
+        self.gradients = [t.grad for t in [*self.leaves, *own] if t.grad is not None]
+        self.own = [[p for p in m.parameters() if id(p) not in shared] for m in models]
+
+    def zero_grad(self) -> None:
+        """Zero every replica's gradients in place (they are views that must stay views)."""
+        torch._foreach_zero_(self.gradients)
 
     def __call__(
-        self, x: torch.Tensor, dropout: DropoutMasks, internals: list[Internals] | None = None
+        self, x: torch.Tensor, dropout: DropoutMasks | None, internals: Internals | None = None
     ) -> torch.Tensor:
-        """x: (R, N, ...) -> (R, N, outputs)."""
+        """x: (R, N, ...) -> (R, N, outputs); dropout None in eval mode. `internals` gets each hidden
+        layer's net input and output for all replicas, replica first."""
         x = self._features(x, dropout, internals) if self.cnn else x.flatten(2)
         x = self.hidden(x, dropout, internals)
-        return linear(x, [m.output for m in self.models])
+        return linear(x, self.output)
 
     def _features(
-        self, x: torch.Tensor, dropout: DropoutMasks, internals: list[Internals] | None
+        self, x: torch.Tensor, dropout: DropoutMasks | None, internals: Internals | None
     ) -> torch.Tensor:
         """Convolution blocks on (N, R·C, H, W): one grouped convolution covers every replica."""
         replicas, examples = x.shape[0], x.shape[1]
         x = x.transpose(0, 1).reshape(examples, -1, *x.shape[3:])
-        for i, convs in enumerate(self.convs):
-            weight, bias = _cat([c.weight for c in convs]), _cat([c.bias for c in convs])
+        for i, (conv, norm) in enumerate(zip(self.convs, self.conv_norms, strict=True)):
+            weight, bias = conv.weight.flatten(0, 1), conv.bias.flatten()
             net_input = F.conv2d(x, weight, bias, padding="same", groups=replicas)
-            norm = self.conv_norms[i]
-            if norm is not None and _is_batch_norm(norm):
+            if norm.kind == "batch":
                 parts = net_input.unflatten(1, (replicas, -1)).unbind(1)
-                net_input = batch_norm(norm, parts, dim=1).flatten(1, 2)
-            elif norm is not None:  # layer norm: one group per replica spans its channels and pixels
-                weights, biases = _cat([n.weight for n in norm]), _cat([n.bias for n in norm])
-                net_input = F.group_norm(net_input, replicas, weights, biases, _eps(norm))
+                net_input = batch_norm(norm.modules, parts, dim=1).flatten(1, 2)
+            elif norm.affine is not None:  # layer norm: one group per replica spans its channels and pixels
+                weights, biases = norm.affine.weight.flatten(), norm.affine.bias.flatten()
+                net_input = F.group_norm(net_input, replicas, weights, biases, norm.eps)
             x = self.conv_activation(net_input)
-            if internals is not None:
-                split_n = net_input.detach().unflatten(1, (replicas, -1))
-                split_a = x.detach().unflatten(1, (replicas, -1))
-                for r, found in enumerate(internals):
-                    found[f"conv{i + 1}"] = LayerInternals(split_n[:, r], split_a[:, r])
+            if internals is not None:  # replica first: (R, N, C, H, W)
+                split_n = net_input.detach().unflatten(1, (replicas, -1)).transpose(0, 1)
+                split_a = x.detach().unflatten(1, (replicas, -1)).transpose(0, 1)
+                internals[f"conv{i + 1}"] = LayerInternals(split_n, split_a, unit_dim=2)
             x = self.pool(x)
-            if self.conv_dropout > 0:
+            if self.conv_dropout > 0 and dropout is not None:
                 shape = (examples, x.shape[1] // replicas, *x.shape[2:])
                 masks = dropout.masks([torch.Size(shape)] * replicas, self.conv_dropout, dim=1)
                 x = x * masks.flatten(1, 2)
         return x.unflatten(1, (replicas, -1)).flatten(2).transpose(0, 1)
-
-
-def _settings(optimizer: torch.optim.Optimizer, group: dict[str, Any]) -> dict[str, Any]:
-    """A parameter group's settings a constructor takes (not a scheduler's initial_lr)."""
-    accepted = inspect.signature(type(optimizer)).parameters
-    return {k: v for k, v in group.items() if k in accepted and k != "params"}
-
-
-def _hyperparameters(optimizer: torch.optim.Optimizer) -> str:
-    """The optimizer's class and its parameter groups' settings (learning rates included)."""
-    groups = [
-        sorted((k, repr(v)) for k, v in _settings(optimizer, g).items()) for g in optimizer.param_groups
-    ]
-    return repr((type(optimizer), groups))
-
-
-class JointOptimizers:
-    """Steps the replicas' own optimizers as few torch optimizers as their settings allow: one for all
-    replicas whose optimizer class and settings (learning rates included) agree.
-
-    A joint optimizer has the replicas' parameter groups side by side and shares each parameter's state
-    dict with the replica's own optimizer, so the replica's state_dict (checkpoints) and schedulers (which
-    set its learning rate) stay its own. Optimizers are element-wise: stepping a joint list is stepping
-    each replica on its own.
-    """
-
-    def __init__(self, optimizers: Sequence[torch.optim.Optimizer]) -> None:
-        by_settings: dict[str, list[torch.optim.Optimizer]] = {}
-        for optimizer in optimizers:
-            by_settings.setdefault(_hyperparameters(optimizer), []).append(optimizer)
-        self.joint: list[torch.optim.Optimizer] = []
-        for same in by_settings.values():
-            first = same[0]
-            if len(same) == 1:
-                self.joint.append(first)
-                continue
-            groups = [
-                {
-                    **_settings(first, group),
-                    "params": [p for o in same for p in o.param_groups[index]["params"]],
-                }
-                for index, group in enumerate(first.param_groups)
-            ]
-            joint = type(first)(groups, **_settings(first, first.param_groups[0]))
-            for optimizer in same:
-                for group in optimizer.param_groups:
-                    for param in group["params"]:
-                        joint.state[param] = optimizer.state[param]  # one state dict, two owners
-            self.joint.append(joint)
-
-    def zero_grad(self) -> None:
-        """Drop every replica's gradients."""
-        for optimizer in self.joint:
-            optimizer.zero_grad(set_to_none=True)
-
-    def step(self) -> None:
-        """One step of every replica."""
-        for optimizer in self.joint:
-            optimizer.step()

@@ -94,6 +94,7 @@ def prepare_process() -> None:
     import torch
 
     import training
+    import training.group
 
     settings = get_settings()
     if settings.worker_nice:

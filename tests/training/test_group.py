@@ -82,6 +82,13 @@ def test_each_replica_starts_as_the_job_alone(technique: str) -> None:
         bound = 1e-3 if "batch-norm" in technique else 1e-4
         for loss in ("train_loss", "val_loss"):
             assert relative(replica[0][loss], solo[0][loss]) < bound, loss
+        # the per-layer diagnostics (sampled stacked, for all replicas at once) are the job's own
+        for together, own in zip(replica[0]["layers"], solo[0]["layers"], strict=True):
+            for field, value in own.items():
+                if isinstance(value, float):
+                    assert together[field] == pytest.approx(value, rel=1e-3, abs=1e-5), (own["name"], field)
+                else:
+                    assert together[field] == value, (own["name"], field)
 
 
 def test_initial_weights_are_bit_identical_to_the_job_alone() -> None:
@@ -107,6 +114,18 @@ def test_replicas_stop_early_on_their_own_and_their_records_end_there() -> None:
         assert result.stop_reason == alone.stop_reason
         assert result.best_epoch == alone.best_epoch
     assert any(result.stopped_early for result in results)
+
+
+def test_best_and_last_checkpoints_hold_their_own_epochs(tmp_path: Path) -> None:
+    # `last` of an epoch that was the best is written as a link to `best`; later epochs part them
+    specs = seeds({"optimizer": {"name": "sgd", "learning_rate": 2.0}}, count=2, epochs=6)
+    folders = [tmp_path / str(i) for i in range(2)]
+    results, _ = grouped(specs, folders)
+    for folder, result in zip(folders, results, strict=True):
+        checkpoints = folder / "checkpoints"
+        assert read_checkpoint(checkpoints / "last.safetensors")[1]["epoch"] == 6
+        assert read_checkpoint(checkpoints / "best.safetensors")[1]["epoch"] == result.best_epoch
+    assert any(result.best_epoch != 6 for result in results)
 
 
 def test_plateau_schedules_move_each_replica_on_its_own() -> None:
@@ -144,8 +163,18 @@ def test_cancelling_one_replica_drops_it_and_the_rest_go_on() -> None:
     assert losses == pytest.approx([r["train_loss"] for r in solo], rel=1e-5)
 
 
-def test_a_resumed_group_continues_bit_identically(tmp_path: Path) -> None:
-    config = {"generalization": {"dropout": 0.2}, "normalization": {"layers": "batch"}}
+RESUMED = {
+    "adam-batch-norm-dropout": {"generalization": {"dropout": 0.2}, "normalization": {"layers": "batch"}},
+    "momentum-layer-norm": {**TECHNIQUES["momentum"], "normalization": {"layers": "layer"}},
+    "rmsprop": TECHNIQUES["rmsprop"],
+    "adagrad": TECHNIQUES["adagrad"],
+    "adamw-cnn": {**TECHNIQUES["adamw"], **IMAGES, "network": CNN},
+}
+
+
+@pytest.mark.parametrize("technique", list(RESUMED))
+def test_a_resumed_group_continues_bit_identically(tmp_path: Path, technique: str) -> None:
+    config = RESUMED[technique]
     whole = [tmp_path / f"whole-{i}" for i in range(2)]
     parts = [tmp_path / f"parts-{i}" for i in range(2)]
     fit_group(seeds(config, epochs=4), whole)
@@ -158,6 +187,20 @@ def test_a_resumed_group_continues_bit_identically(tmp_path: Path) -> None:
         assert all(torch.equal(left[k], right[k]) for k in left)
         lines = [(folder / "metrics.jsonl").read_text().count("\n") for folder in (a, b)]
         assert lines == [4, 4]
+
+
+def test_every_replica_keeps_its_own_optimizer_state(tmp_path: Path) -> None:
+    # plateau schedules part the replicas' rates: they step stacked, then side by side
+    schedule = {"type": "plateau", "patience": 0}
+    specs = seeds({"optimizer": {"name": "adam", "learning_rate": 0.5, "schedule": schedule}}, 3, epochs=4)
+    folders = [tmp_path / str(i) for i in range(3)]
+    _, records = grouped(specs, folders)
+    assert len({tuple(r["learning_rate"] for r in replica) for replica in records}) > 1
+    steps = Trainer(specs[0], None, []).steps_per_epoch() * 4
+    for folder in folders:
+        tensors, _ = read_checkpoint(folder / "checkpoints" / "last.safetensors")
+        counters = [t.item() for name, t in tensors.items() if name.endswith(".step")]
+        assert counters and all(c == steps for c in counters)
 
 
 def test_over_five_seeds_grouped_and_alone_agree_within_seed_noise() -> None:

@@ -1,0 +1,108 @@
+"""Diagnostics of a replica group: Diagnostics.sample for all replicas at once, reduced per replica.
+
+A sampled step's statistics of every replica come from one set of reductions over the replica axis and
+add up on the device; at the end of the epoch each replica's Diagnostics gets its row, so its record and
+end_epoch() are the job's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from training.diagnostics import FIELDS, SATURATION_THRESHOLD, Diagnostics
+from training.network import Internals, LayerInternals
+from training.stacked_optim import Shared
+
+
+def replica_internals(internals: Internals, replica: int) -> Internals:
+    """One replica's internals from the stacked ones (replica first)."""
+    return {
+        name: LayerInternals(
+            item.net_input[replica] if item.net_input is not None else None,
+            item.output[replica],
+            unit_dim=item.unit_dim - 1,
+        )
+        for name, item in internals.items()
+    }
+
+
+def _weight_leaves(diagnostics: Sequence[Diagnostics], shared: Shared) -> list[torch.Tensor] | None:
+    """The stacked leaf of each weight group, whose row r is replica r's weight; None where a group is
+    not one such weight (then each replica samples its own)."""
+    place = {id(p): (leaf, row) for leaf, rows in shared for row, p in enumerate(rows)}
+    leaves = []
+    for index in range(len(diagnostics[0].groups)):
+        weights = [d.groups[index][1] for d in diagnostics]
+        found = [place.get(id(w[0])) if len(w) == 1 else None for w in weights]
+        first = found[0]
+        if first is None or any(f is None or f[0] is not first[0] or f[1] != r for r, f in enumerate(found)):
+            return None  # (identity, not ==: tensors compare element-wise)
+        leaves.append(first[0])
+    return leaves
+
+
+class StackedDiagnostics:
+    """Samples every replica's diagnostics at once (not for sequences: their inputs' gradients are read
+    per replica); `usable` says whether it can."""
+
+    def __init__(self, diagnostics: Sequence[Diagnostics], shared: Shared) -> None:
+        self.diagnostics = diagnostics
+        first = diagnostics[0]
+        leaves = _weight_leaves(diagnostics, shared)
+        self.usable = not first.sequences and leaves is not None
+        self.leaves = leaves or []
+        self.first = first
+        device = first.sums.device
+        self.sums = torch.zeros(len(diagnostics), len(FIELDS), len(first.groups), device=device)
+        self.seen = torch.zeros(len(FIELDS), len(first.groups), device=device)
+        self.samples = 0
+
+    def sample(self, internals: Internals, outputs: torch.Tensor) -> None:
+        """Add one step's statistics of every replica (after backward, before clipping)."""
+        first = self.first
+        values = torch.zeros_like(self.sums)
+        present = torch.zeros_like(self.seen)
+        grads = [
+            torch.linalg.vector_norm(leaf.grad.flatten(1), dim=1)
+            for leaf in self.leaves
+            if leaf.grad is not None
+        ]
+        values[:, 0], present[0] = torch.stack(grads, dim=1), 1.0
+        for index, name in enumerate(first.names):
+            item = internals.get(name)
+            if name == "output":
+                activation, net_input = outputs.detach(), None
+            elif item is not None:
+                activation, net_input = item.output, item.net_input
+            else:
+                continue
+            dims = list(range(1, activation.dim()))
+            values[:, 1, index] = activation.mean(dim=dims)
+            values[:, 2, index] = activation.std(dim=dims, correction=0)
+            present[1:3, index] = 1.0
+            if name == "output":
+                continue
+            if first.saturation == "net_input" and net_input is not None:
+                values[:, 3, index] = (net_input.abs() > SATURATION_THRESHOLD).float().mean(dim=dims)
+                present[3, index] = 1.0
+            elif first.saturation == "output" and first.saturated_output is not None:
+                saturated = (activation - first.center).abs() > first.saturated_output
+                values[:, 3, index] = saturated.float().mean(dim=dims)
+                present[3, index] = 1.0
+        self.sums += values
+        self.seen += present
+        self.samples += 1
+
+    def flush(self) -> None:
+        """Hand each replica its sums (before its epoch ends, or before the stack changes mid-epoch)."""
+        if not self.samples:
+            return
+        for row, diagnostics in enumerate(self.diagnostics):
+            diagnostics.sums += self.sums[row]
+            diagnostics.seen += self.seen
+            diagnostics.samples += self.samples
+        self.sums.zero_()
+        self.seen.zero_()
+        self.samples = 0
