@@ -79,7 +79,10 @@ def pack_values(values: list[float | None]) -> bytes:
 
 def unpack_values(data: bytes) -> list[float | None]:
     """pack_values reversed."""
-    return [None if value != value else value for value in _unpacked("d", data).tolist()]
+    values: list[float | None] = _unpacked("d", data).tolist()
+    if any(map(math.isnan, values)):  # type: ignore[arg-type]
+        return [None if value != value else value for value in values]
+    return values
 
 
 def curve_rows(
