@@ -26,7 +26,11 @@ def finite_number(value: Any) -> float | None:
     """The value as a float when it is a finite number (not a bool), else None."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value) if math.isfinite(value) else None
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float range: storing a job's curves must never fail its finish
+        return None
+    return number if math.isfinite(number) else None
 
 
 def curve_arrays(records: Iterable[tuple[int, dict[str, Any]]]) -> tuple[list[int], Series]:
