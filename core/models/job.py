@@ -95,7 +95,8 @@ class EpochMetric(Base):
 
     job_id: Mapped[str] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), primary_key=True)
     epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
-    # JSONB on PostgreSQL: compare reads a few fields of 100,000 records in SQL without re-parsing text.
+    # JSONB on PostgreSQL: compare reads a few fields of unfinished jobs' records in SQL (finished jobs:
+    # core.curves).
     # JSONB does not keep key order; readers restore it by validating an EpochRecord.
     record: Mapped[dict[str, Any]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
