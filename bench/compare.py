@@ -34,9 +34,10 @@ sys.path.insert(0, str(ROOT))
 
 from api.compare import service as compare_service  # noqa: E402
 from core.config import Settings  # noqa: E402
+from core.curves import curve_rows  # noqa: E402
 from core.db import scratch_database  # noqa: E402
 from core.migrate import upgrade_database  # noqa: E402
-from core.models import EpochMetric, Job, Sweep  # noqa: E402
+from core.models import EpochMetric, Job, JobCurve, JobCurveField, Sweep  # noqa: E402
 from training.spec import EXAMPLE_SPEC  # noqa: E402
 
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -98,7 +99,7 @@ def seed(database_url: str, *, jobs: int, epochs: int) -> tuple[str, float]:
             insert(Sweep),
             [{"id": sweep_id, "owner": "bench", "name": "bench", "base": base, "grid": grid, "seeds": seeds}],
         )
-        job_rows, metric_rows = [], []
+        job_rows, metric_rows, curves, curve_fields = [], [], [], []
         for index in range(jobs):
             activation = ACTIVATIONS[index // seeds % len(ACTIVATIONS)]
             dropout = DROPOUTS[index // (seeds * len(ACTIVATIONS)) % len(DROPOUTS)]
@@ -142,11 +143,17 @@ def seed(database_url: str, *, jobs: int, epochs: int) -> tuple[str, float]:
                     },
                 }
             )
+            # What core.lifecycle stores when a job finishes.
+            curve, fields = curve_rows(job_id, ((record["epoch"], record) for record in records))
+            curves.append(curve)
+            curve_fields += fields
             metric_rows += [
                 {"job_id": job_id, "epoch": record["epoch"], "record": record, "created_at": now}
                 for record in records
             ]
         connection.execute(insert(Job), job_rows)
+        connection.execute(insert(JobCurve), curves)
+        connection.execute(insert(JobCurveField), curve_fields)
         for start in range(0, len(metric_rows), 10_000):
             connection.execute(insert(EpochMetric), metric_rows[start : start + 10_000])
     with engine.connect() as connection:

@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
+from core.curves import store_curves
 from core.db import utcnow
 from core.models import Checkpoint, EpochMetric, Job, JobStatus, WorkerBeat
 from core.models.job import requested_device
@@ -240,6 +241,8 @@ def finish_job(
         .values(status=status, result=result, error=error, finished_at=now, heartbeat_at=now)
         .execution_options(synchronize_session=False)
     )
+    if finished.rowcount:  # type: ignore[attr-defined]
+        store_curves(session, job_id)  # its epochs are final now: no write of a finished job is accepted
     return _commit_changed(session, finished)
 
 
@@ -317,6 +320,7 @@ def requeue_stale(
                 .execution_options(synchronize_session=False)
             )
             if changed.rowcount:  # type: ignore[attr-defined]
+                store_curves(session, job_id)
                 outcome.failed.append(job_id)
             continue
         changed = session.execute(

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from typing import Any
 
 from api.compare.schemas import ComparedJob, CompareGroup
 from api.compare.stats import summarize
+from core.curves import finite_number
 from core.models import JobStatus
 
 SEED_PATH = "training.seed"
@@ -17,13 +17,6 @@ SEED_PATH = "training.seed"
 def canonical(value: Any) -> str:
     """Canonical JSON of a value: equal values, equal text."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def finite_number(value: Any) -> float | None:
-    """The value as a float when it is a finite number (not a bool), else None."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def group_jobs(

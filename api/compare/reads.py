@@ -1,20 +1,29 @@
-"""The compare queries: the selected jobs, and their curves read in one backend-specific query."""
+"""The compare queries: the selected jobs, and their curves (from the curve store for finished jobs,
+else from their epoch rows in one backend-specific query)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, select
-from sqlalchemy.dialects.postgresql import aggregate_order_by, array_agg
+from sqlalchemy import ColumnElement, String, any_, case, func, literal, select
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by, array_agg
 from sqlalchemy.orm import Session, defer, lazyload
 
 from api.compare.bands import Run
-from api.compare.groups import finite_number
 from api.errors import NotFound, Unprocessable
 from api.sweeps.service import grid_order
-from core.models import EpochMetric, Job, Sweep
+from core.curves import finite_number, unpack_epochs, unpack_values
+from core.models import EpochMetric, Job, JobCurve, JobCurveField, Sweep
 
 MAX_COMPARE_JOBS = 1000
+
+
+def among(session: Session, column: Any, values: list[str]) -> ColumnElement[bool]:
+    """`column IN values`; on PostgreSQL as one array parameter (= ANY), because psycopg parses a query
+    text of a thousand placeholders anew on every call, which costs more than running it."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(literal(values, ARRAY(String)))
+    return column.in_(values)
 
 
 def selected_jobs(
@@ -39,7 +48,7 @@ def selected_jobs(
         raise Unprocessable.for_field("jobs", "name at least one job id")
     if len(wanted) > MAX_COMPARE_JOBS:
         raise Unprocessable.for_field("jobs", f"compare at most {MAX_COMPARE_JOBS} jobs at once")
-    found = {job.id: job for job in session.scalars(columns.where(Job.id.in_(wanted)))}
+    found = {job.id: job for job in session.scalars(columns.where(among(session, Job.id, wanted)))}
     missing = [job_id for job_id in wanted if job_id not in found]
     if missing:
         raise NotFound(f"no job with id {', '.join(repr(job_id) for job_id in missing[:5])}")
@@ -53,21 +62,47 @@ def numeric_field(dialect: str, field: str) -> ColumnElement[Any]:
         value = EpochMetric.record[field]
         return case((func.jsonb_typeof(value) == "number", value.as_float()))
     if dialect == "sqlite":
-        return func.json_extract(EpochMetric.record, f'$."{field}"')  # numbers come back as numbers
+        # json_extract gives true as 1: keep numbers only, as on PostgreSQL.
+        path = f'$."{field}"'
+        kind = func.json_type(EpochMetric.record, path)
+        return case((kind.in_(["integer", "real"]), func.json_extract(EpochMetric.record, path)))
     return EpochMetric.record[field]
 
 
 def read_curves(session: Session, *, job_ids: list[str], fields: list[str]) -> dict[str, dict[str, Run]]:
-    """{job: {field: (epochs, values)}} in ONE query that extracts only these fields.
+    """{job: {field: (epochs, values)}}: finished jobs' from the curve store (a row per job and field),
+    the others' (running, or ended outside core.lifecycle) from their epoch rows.
 
     A value is None where the record has no finite number for the field.
     """
     curves: dict[str, dict[str, Run]] = {job_id: {field: ([], []) for field in fields} for job_id in job_ids}
     if not job_ids or not fields:
         return curves
+    stored = session.execute(
+        select(JobCurve.job_id, JobCurve.epochs).where(among(session, JobCurve.job_id, job_ids))
+    )
+    epochs_of = {job_id: unpack_epochs(epochs) for job_id, epochs in stored}
+    for job_id, epochs in epochs_of.items():
+        curves[job_id] = {field: (epochs, [None] * len(epochs)) for field in fields}
+    series = select(JobCurveField.job_id, JobCurveField.field, JobCurveField.series).where(
+        among(session, JobCurveField.job_id, job_ids), JobCurveField.field.in_(fields)
+    )
+    for job_id, field, values in session.execute(series):
+        curves[job_id][field] = (epochs_of[job_id], unpack_values(values))
+    rest = [job_id for job_id in job_ids if job_id not in epochs_of]
+    if rest:
+        curves.update(read_epoch_curves(session, job_ids=rest, fields=fields))
+    return curves
+
+
+def read_epoch_curves(
+    session: Session, *, job_ids: list[str], fields: list[str]
+) -> dict[str, dict[str, Run]]:
+    """read_curves from the epoch rows, in ONE query that extracts only these fields."""
+    curves: dict[str, dict[str, Run]] = {job_id: {field: ([], []) for field in fields} for job_id in job_ids}
     dialect = session.get_bind().dialect.name
     values = [numeric_field(dialect, field) for field in fields]
-    selected = EpochMetric.job_id.in_(job_ids)
+    selected = among(session, EpochMetric.job_id, job_ids)
     if dialect == "postgresql":
         # One row per job with arrays: a hundred times fewer rows to send and to turn into Python objects.
         # The SQL already kept numbers only (a JSONB number is finite); the rest are NULL, i.e. None.

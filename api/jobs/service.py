@@ -26,7 +26,7 @@ from core import broker
 from core.artifacts import ArtifactStore
 from core.config import Settings
 from core.db import utcnow
-from core.models import Checkpoint, EpochMetric, Job, JobStatus, JobTag
+from core.models import Checkpoint, EpochMetric, Job, JobCurve, JobCurveField, JobStatus, JobTag
 from core.models.job import FINISHED, requested_device
 from training.records import RunResult
 from training.spec import JobSpec, SpecWarning
@@ -310,6 +310,8 @@ def delete_job_rows(session: Session, jobs: list[Job]) -> None:
     ids = [job.id for job in jobs]
     session.execute(delete(EpochMetric).where(EpochMetric.job_id.in_(ids)))
     session.execute(delete(Checkpoint).where(Checkpoint.job_id.in_(ids)))
+    session.execute(delete(JobCurveField).where(JobCurveField.job_id.in_(ids)))
+    session.execute(delete(JobCurve).where(JobCurve.job_id.in_(ids)))
     for job in jobs:
         session.delete(job)
 

@@ -2,7 +2,7 @@
 
 from core.models.api_key import ApiKey
 from core.models.dataset import Dataset
-from core.models.job import Checkpoint, EpochMetric, Job, JobStatus, JobTag
+from core.models.job import Checkpoint, EpochMetric, Job, JobCurve, JobCurveField, JobStatus, JobTag
 from core.models.sweep import Sweep
 from core.models.worker import WorkerBeat
 
@@ -12,6 +12,8 @@ __all__ = [
     "Dataset",
     "EpochMetric",
     "Job",
+    "JobCurve",
+    "JobCurveField",
     "JobStatus",
     "JobTag",
     "Sweep",

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -95,10 +95,30 @@ class EpochMetric(Base):
 
     job_id: Mapped[str] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), primary_key=True)
     epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
-    # JSONB on PostgreSQL: compare reads a few fields of 100,000 records in SQL without re-parsing text.
+    # JSONB on PostgreSQL: compare reads a few fields of unfinished jobs' records in SQL (finished jobs:
+    # core.curves).
     # JSONB does not keep key order; readers restore it by validating an EpochRecord.
     record: Mapped[dict[str, Any]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class JobCurve(Base):
+    """A finished job's epochs (packed, core.curves): with its JobCurveField rows, compare's read of it."""
+
+    __tablename__ = "job_curve"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), primary_key=True)
+    epochs: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class JobCurveField(Base):
+    """One numeric top-level epoch field of a finished job: its value at each of JobCurve.epochs."""
+
+    __tablename__ = "job_curve_field"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), primary_key=True)
+    field: Mapped[str] = mapped_column(Text, primary_key=True)  # any record key: no length limit
+    series: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Checkpoint(Base):

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from core.curves import store_curves
 from core.db import utcnow
 from core.models import EpochMetric, Job
 
@@ -79,5 +80,8 @@ def finish_run(
         job.status, job.epoch, job.result = status, len(records), result
         job.started_at = job.finished_at = utcnow()
         session.add_all(EpochMetric(job_id=job_id, epoch=item["epoch"], record=item) for item in records)
+        session.flush()
+        if status != "running":
+            store_curves(session, job_id)  # as core.lifecycle does when a job finishes
         session.commit()
     return result

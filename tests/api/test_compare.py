@@ -237,7 +237,9 @@ def test_spec_diff_flattens_nested_fields() -> None:
     assert differs == [{"a.b": 1, "d": None}, {"a.b": 2, "d.e": 1}]
 
 
-def test_curves_are_read_in_one_query(app: FastAPI, client: TestClient, auth_headers: dict[str, str]) -> None:
+def test_finished_jobs_curves_come_from_the_curve_store(
+    app: FastAPI, client: TestClient, auth_headers: dict[str, str]
+) -> None:
     sweep = run_sweep(app, client, auth_headers)
     statements: list[str] = []
 
@@ -251,9 +253,11 @@ def test_curves_are_read_in_one_query(app: FastAPI, client: TestClient, auth_hea
         )
     finally:
         event.remove(app.state.engine, "before_cursor_execute", seen)
-    metric_reads = [statement for statement in statements if "epoch_metric" in statement]
-    assert len(metric_reads) == 1, metric_reads
-    assert "layers" not in metric_reads[0], "only the requested fields are extracted"
+    # Finished jobs: their curve-store rows of just these fields, no epoch row.
+    assert not [statement for statement in statements if "epoch_metric" in statement]
+    curve_reads = [statement for statement in statements if "job_curve" in statement]
+    assert len(curve_reads) == 2, curve_reads
+    assert "field IN" in curve_reads[1] and "layers" not in curve_reads[1]
 
 
 @pytest.mark.parametrize(
