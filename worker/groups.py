@@ -96,10 +96,12 @@ def _train_together(context: WorkerContext, attempts: dict[str, str]) -> list[st
                 continue
             members.append((job_id, spec, out_dir / "run", report.members[job_id]))
         if members:
-            from training.group import fit_group  # torch was imported when the worker process started
-
             cache = DatasetCache(context.settings.resolved_dataset_cache, context.settings.dataset_mirror)
             try:
+                # Imported at worker start; inside the try so that even a failing import ends the claimed
+                # jobs with its reason instead of leaving them running until the reaper.
+                from training.group import fit_group
+
                 with using_cache(cache):  # benchmarks are read from (and fetched into) this worker's cache
                     results = fit_group(
                         [m[1] for m in members],
