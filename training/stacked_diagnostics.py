@@ -56,20 +56,20 @@ class StackedDiagnostics:
         self.first = first
         device = first.sums.device
         self.sums = torch.zeros(len(diagnostics), len(FIELDS), len(first.groups), device=device)
-        self.seen = torch.zeros(len(FIELDS), len(first.groups), device=device)
+        self.seen = [[0] * len(first.groups) for _ in FIELDS]  # on the host, as Diagnostics keeps it
         self.samples = 0
 
     def sample(self, internals: Internals, outputs: torch.Tensor) -> None:
         """Add one step's statistics of every replica (after backward, before clipping)."""
         first = self.first
         values = torch.zeros_like(self.sums)
-        present = torch.zeros_like(self.seen)
+        present = [[0] * len(first.groups) for _ in FIELDS]
         grads = [
             torch.linalg.vector_norm(leaf.grad.flatten(1), dim=1)
             for leaf in self.leaves
             if leaf.grad is not None
         ]
-        values[:, 0], present[0] = torch.stack(grads, dim=1), 1.0
+        values[:, 0], present[0] = torch.stack(grads, dim=1), [1] * len(first.groups)
         for index, name in enumerate(first.names):
             item = internals.get(name)
             if name == "output":
@@ -81,18 +81,19 @@ class StackedDiagnostics:
             dims = list(range(1, activation.dim()))
             values[:, 1, index] = activation.mean(dim=dims)
             values[:, 2, index] = activation.std(dim=dims, correction=0)
-            present[1:3, index] = 1.0
+            present[1][index] = present[2][index] = 1
             if name == "output":
                 continue
             if first.saturation == "net_input" and net_input is not None:
                 values[:, 3, index] = (net_input.abs() > SATURATION_THRESHOLD).float().mean(dim=dims)
-                present[3, index] = 1.0
+                present[3][index] = 1
             elif first.saturation == "output" and first.saturated_output is not None:
                 saturated = (activation - first.center).abs() > first.saturated_output
                 values[:, 3, index] = saturated.float().mean(dim=dims)
-                present[3, index] = 1.0
+                present[3][index] = 1
         self.sums += values
-        self.seen += present
+        for seen, found in zip(self.seen, present, strict=True):
+            seen[:] = [count + new for count, new in zip(seen, found, strict=True)]
         self.samples += 1
 
     def flush(self) -> None:
@@ -101,8 +102,9 @@ class StackedDiagnostics:
             return
         for row, diagnostics in enumerate(self.diagnostics):
             diagnostics.sums += self.sums[row]
-            diagnostics.seen += self.seen
+            for mine, theirs in zip(self.seen, diagnostics.seen, strict=True):
+                theirs[:] = [count + new for count, new in zip(theirs, mine, strict=True)]
             diagnostics.samples += self.samples
         self.sums.zero_()
-        self.seen.zero_()
+        self.seen = [[0] * len(row) for row in self.seen]
         self.samples = 0
