@@ -62,7 +62,7 @@ class ReplicaTrainer(Trainer):
     def evaluate(self, X: torch.Tensor, y: torch.Tensor, observe: bool = False) -> Evaluation:
         """The stacked pass's result for this split when it has one (it observed too), else the job's own."""
         ready = self.evaluated.pop(id(X), None)
-        return ready if ready is not None else super().evaluate(X, y, observe)
+        return ready if ready is not None else super().evaluate(X, y, observe=observe)
 
 
 @dataclass(eq=False)

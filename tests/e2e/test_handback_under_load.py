@@ -42,9 +42,18 @@ def slow_worker(settings: Settings, log: Path, validation_sleep: float) -> Worke
     return WorkerProcess(settings, log, env=env, command=command)
 
 
-@pytest.mark.parametrize("validation_sleep", [0.0, 120.0], ids=["between-steps", "in-a-long-validation"])
+# Two shapes: two jobs on the two slots. Two seeds of one shape: one replica group on one slot.
+TWO_JOBS = {"grid": {"network.hidden_layers": [[32, 32], [32, 16]]}}
+ONE_GROUP = {"grid": {}, "seeds": 2}
+
+
+@pytest.mark.parametrize(
+    ("validation_sleep", "sweep_shape"),
+    [(0.0, TWO_JOBS), (120.0, TWO_JOBS), (0.0, ONE_GROUP)],
+    ids=["between-steps", "in-a-long-validation", "a-replica-group-between-steps"],
+)
 def test_sigterm_hands_back_both_jobs_of_a_sweep_within_the_grace(
-    tmp_path: Path, validation_sleep: float
+    tmp_path: Path, validation_sleep: float, sweep_shape: dict[str, Any]
 ) -> None:
     from api.auth.service import create_key
     from api.main import create_app
@@ -65,7 +74,7 @@ def test_sigterm_hands_back_both_jobs_of_a_sweep_within_the_grace(
             with app.state.session_factory() as session:
                 headers = {"Authorization": f"Bearer {create_key(session, owner='alice')[1]}"}
             first.wait_ready(settings)
-            body = {"name": "load", "base": BASE, "grid": {}, "seeds": 2}
+            body = {"name": "load", "base": BASE, **sweep_shape}
             sweep = client.post("/v1/sweeps", json=body, headers=headers)
             assert sweep.status_code == 202, sweep.text
             job_ids = [job["id"] for job in sweep.json()["jobs"]]
