@@ -38,6 +38,7 @@ from core.curves import curve_rows  # noqa: E402
 from core.db import scratch_database  # noqa: E402
 from core.migrate import upgrade_database  # noqa: E402
 from core.models import EpochMetric, Job, JobCurve, JobCurveField, Sweep  # noqa: E402
+from core.process import freeze_startup_heap  # noqa: E402
 from training.spec import EXAMPLE_SPEC  # noqa: E402
 
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -202,6 +203,7 @@ def run(name: str, database_url: str, args: argparse.Namespace, workdir: Path) -
     sweep_id, seeded = seed(database_url, jobs=args.jobs, epochs=args.epochs)
     settings = Settings(_env_file=None, data_dir=workdir / "var", database_url=database_url)  # type: ignore[call-arg]
     app = create_app(settings)
+    freeze_startup_heap()  # as `trainctl serve` and `trainctl api` do before serving
     with TestClient(app) as client:
         with app.state.session_factory() as session:
             _key, secret = create_key(session, owner="bench")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import os
 import signal
 import sys
@@ -37,6 +38,17 @@ def watch_parent(parent_pid: int, on_gone: Callable[[], None], *, every: float =
     thread = threading.Thread(target=loop, name="trainctl-parent-watch", daemon=True)
     thread.start()
     return thread
+
+
+def freeze_startup_heap() -> None:
+    """Keep what a server built at start-up out of the cyclic GC's full collections; call once, when ready.
+
+    A full collection walks every tracked object: about 270,000 once the API is imported, some 125 ms,
+    paid inside whichever request triggers it (one compare of 1,000 jobs in three did). Frozen objects are
+    never collected, so this is for what lives as long as the process.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 class AlreadyRunning(RuntimeError):

@@ -8,6 +8,8 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from core.process import freeze_startup_heap
+
 
 def read_timeout_protocol(read_timeout: float) -> type[HttpToolsProtocol]:
     """uvicorn's httptools protocol, closing connections silent for `read_timeout` s mid-request.
@@ -54,4 +56,5 @@ def read_timeout_protocol(read_timeout: float) -> type[HttpToolsProtocol]:
 
 def run_api(app: Any, *, host: str, port: int, read_timeout: float) -> None:
     """Serve the app until a signal stops it."""
+    freeze_startup_heap()  # the app and every module it imported live as long as this process
     uvicorn.run(app, host=host, port=port, log_level="info", http=read_timeout_protocol(read_timeout))
