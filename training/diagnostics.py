@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -20,6 +21,12 @@ SATURATED_OUTPUT = {
     Activation.sigmoid: 1 / (1 + math.exp(-SATURATION_THRESHOLD)) - 0.5,  # |a - 1/2| > σ(3) - 1/2
 }
 FIELDS = ("grad_norm", "activation_mean", "activation_std", "saturated_fraction")  # sampled on steps
+
+
+def add_counts(into: list[list[int]], counts: list[list[int]]) -> None:
+    """Add a (FIELDS × groups) table of sample counts into another, in place."""
+    for row, found in zip(into, counts, strict=True):
+        row[:] = [count + new for count, new in zip(row, found, strict=True)]
 
 
 def _joint_norm(norms: list[torch.Tensor]) -> torch.Tensor:
@@ -95,6 +102,26 @@ class Diagnostics(Callback):
         columns = len(self.groups)
         values = [self._group_norms(), [self.zero] * columns, [self.zero] * columns, [self.zero] * columns]
         present = [[1] * columns, [0] * columns, [0] * columns, [0] * columns]
+        for row, index, value in self.activation_statistics(internals, outputs):
+            values[row][index], present[row][index] = value, 1
+        self.sums += torch.stack([value.float() for row in values for value in row]).view(len(FIELDS), -1)
+        add_counts(self.seen, present)
+        self.samples += 1
+
+    def activation_statistics(
+        self, internals: Internals, outputs: torch.Tensor, per_replica: bool = False
+    ) -> Iterator[tuple[int, int, torch.Tensor]]:
+        """(FIELDS row, layer, value) of each sampled activation statistic: one number per layer, or with
+        `per_replica` one per row of stacked (replica-first) tensors."""
+
+        def mean(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor.mean(dim=list(range(1, tensor.dim()))) if per_replica else tensor.mean()
+
+        def std(tensor: torch.Tensor) -> torch.Tensor:
+            if per_replica:
+                return tensor.std(dim=list(range(1, tensor.dim())), correction=0)
+            return tensor.std(unbiased=False)
+
         for index, name in enumerate(self.names):
             item = internals.get(name)
             if name == "output":
@@ -103,20 +130,14 @@ class Diagnostics(Callback):
                 activation, net_input = item.output, item.net_input
             else:
                 continue
-            values[1][index], values[2][index] = activation.mean(), activation.std(unbiased=False)
-            present[1][index] = present[2][index] = 1
+            yield 1, index, mean(activation)
+            yield 2, index, std(activation)
             if name == "output":
                 continue
             if self.saturation == "net_input" and net_input is not None:
-                values[3][index] = (net_input.abs() > SATURATION_THRESHOLD).float().mean()
-                present[3][index] = 1
+                yield 3, index, mean((net_input.abs() > SATURATION_THRESHOLD).float())
             elif self.saturation == "output" and self.saturated_output is not None:
-                saturated = (activation - self.center).abs() > self.saturated_output
-                values[3][index], present[3][index] = saturated.float().mean(), 1
-        self.sums += torch.stack([value.float() for row in values for value in row]).view(len(FIELDS), -1)
-        for seen, found in zip(self.seen, present, strict=True):
-            seen[:] = [count + new for count, new in zip(seen, found, strict=True)]
-        self.samples += 1
+                yield 3, index, mean(((activation - self.center).abs() > self.saturated_output).float())
 
     def _by_group(self, per_tensor: list[torch.Tensor]) -> list[torch.Tensor]:
         """Per-tensor norms (the groups' tensors in order) -> each group's joint norm."""

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from training.diagnostics import FIELDS, SATURATION_THRESHOLD, Diagnostics
+from training.diagnostics import FIELDS, Diagnostics, add_counts
 from training.network import Internals, LayerInternals
 from training.stacked_optim import Shared
 
@@ -70,30 +70,10 @@ class StackedDiagnostics:
             if leaf.grad is not None
         ]
         values[:, 0], present[0] = torch.stack(grads, dim=1), [1] * len(first.groups)
-        for index, name in enumerate(first.names):
-            item = internals.get(name)
-            if name == "output":
-                activation, net_input = outputs.detach(), None
-            elif item is not None:
-                activation, net_input = item.output, item.net_input
-            else:
-                continue
-            dims = list(range(1, activation.dim()))
-            values[:, 1, index] = activation.mean(dim=dims)
-            values[:, 2, index] = activation.std(dim=dims, correction=0)
-            present[1][index] = present[2][index] = 1
-            if name == "output":
-                continue
-            if first.saturation == "net_input" and net_input is not None:
-                values[:, 3, index] = (net_input.abs() > SATURATION_THRESHOLD).float().mean(dim=dims)
-                present[3][index] = 1
-            elif first.saturation == "output" and first.saturated_output is not None:
-                saturated = (activation - first.center).abs() > first.saturated_output
-                values[:, 3, index] = saturated.float().mean(dim=dims)
-                present[3][index] = 1
+        for row, index, value in first.activation_statistics(internals, outputs, per_replica=True):
+            values[:, row, index], present[row][index] = value, 1
         self.sums += values
-        for seen, found in zip(self.seen, present, strict=True):
-            seen[:] = [count + new for count, new in zip(seen, found, strict=True)]
+        add_counts(self.seen, present)
         self.samples += 1
 
     def flush(self) -> None:
@@ -102,8 +82,7 @@ class StackedDiagnostics:
             return
         for row, diagnostics in enumerate(self.diagnostics):
             diagnostics.sums += self.sums[row]
-            for mine, theirs in zip(self.seen, diagnostics.seen, strict=True):
-                theirs[:] = [count + new for count, new in zip(theirs, mine, strict=True)]
+            add_counts(diagnostics.seen, self.seen)
             diagnostics.samples += self.samples
         self.sums.zero_()
         self.seen = [[0] * len(row) for row in self.seen]
