@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -29,39 +29,45 @@ def _owned(job_id: str, attempt: str) -> Any:
     return (Job.id == job_id) & (Job.status == JobStatus.running) & (Job.attempt == attempt)
 
 
-def _hold(session: Session, job_id: str, attempt: str) -> Any:
-    """Lock the job's row while `attempt` owns it (None, rolled back, when it does not)."""
-    row = _locked(session, job_id, attempt)
-    if row is None:
-        session.rollback()
-    return row
+def _hold(session: Session, job_id: str, attempt: str) -> bool:
+    """Lock the job's row while `attempt` owns it (False, rolled back, when it does not)."""
+    if _lock_owned(session, {(job_id, attempt)}):
+        return True
+    session.rollback()
+    return False
 
 
-def _locked(session: Session, job_id: str, attempt: str) -> Any:
-    """Lock the job's row while `attempt` owns it; None when it does not (the transaction goes on).
+Progress = tuple[float | None, int]  # a job's mean epoch seconds and its last recorded epoch
+
+
+def _lock_owned(session: Session, owners: set[tuple[str, str]]) -> dict[str, Progress]:
+    """Lock the rows of the (job, attempt) pairs whose attempt owns the running job; their progress.
 
     A conditional UPDATE comes first: SQLite has no row locks and starts no transaction on a SELECT, so
-    only a write takes its lock before the check; on PostgreSQL it locks the row as FOR UPDATE would.
+    only a write takes its lock before the check; on PostgreSQL it locks the rows as FOR UPDATE would.
     The owner's write is a sign of life, so it is the heartbeat it touches.
     """
+    if not owners:
+        return {}
     touched = session.execute(
         update(Job)
-        .where(_owned(job_id, attempt))
+        .where(tuple_(Job.id, Job.attempt).in_(sorted(owners)), Job.status == JobStatus.running)
         .values(heartbeat_at=utcnow())
+        .returning(Job.id, Job.epoch_seconds, Job.epoch)
         .execution_options(synchronize_session=False)
     )
-    if not touched.rowcount:  # type: ignore[attr-defined]
-        return None
-    return session.execute(select(Job.epoch_seconds, Job.epoch).where(Job.id == job_id)).first()
+    return {job_id: (seconds, epoch) for job_id, seconds, epoch in touched}
 
 
-def _upsert(session: Session, model: type, values: dict[str, Any], keys: list[str]) -> None:
-    """INSERT ... ON CONFLICT (keys) DO UPDATE, on SQLite and PostgreSQL alike."""
+def _upsert(session: Session, model: type, rows: list[dict[str, Any]], keys: list[str]) -> None:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE of every row in one statement, on SQLite and PostgreSQL."""
+    if not rows:
+        return
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(model).values(**values)
-    changed = {name: statement.excluded[name] for name in values if name not in keys}
-    session.execute(statement.on_conflict_do_update(index_elements=keys, set_=changed))
+    statement = insert(model)
+    changed = {name: statement.excluded[name] for name in rows[0] if name not in keys}
+    session.connection().execute(statement.on_conflict_do_update(index_elements=keys, set_=changed), rows)
 
 
 def _commit_changed(session: Session, result: Any) -> bool:
@@ -128,54 +134,50 @@ def heartbeat(session: Session, *, job_id: str, attempt: str) -> bool:
 
 def record_epoch(session: Session, *, job_id: str, attempt: str, record: dict[str, Any]) -> bool:
     """Store one epoch's record and the job's progress; idempotent per (job, epoch). False: not ours."""
-    job = _hold(session, job_id, attempt)
-    if job is None:
-        return False
-    _store_epoch(session, job, job_id=job_id, record=record)
-    session.commit()
-    return True
+    lost = record_group_epoch(session, records=[(job_id, attempt, record)], checkpoints=[])
+    return not lost
 
 
 def record_group_epoch(
     session: Session, *, records: list[tuple[str, str, dict[str, Any]]], checkpoints: list[dict[str, Any]]
 ) -> list[str]:
-    """A replica group's epoch rows (job, attempt, record) and checkpoint promotions in one transaction,
-    each fenced by its job's attempt; returns the jobs whose attempt no longer owns them."""
-    lost: set[str] = set()
-    held: set[tuple[str, str]] = set()  # (job, attempt) rows this transaction has locked already
-    for job_id, attempt, record in records:
-        job = _locked(session, job_id, attempt)
-        if job is None:
-            lost.add(job_id)
-        else:
-            held.add((job_id, attempt))
-            _store_epoch(session, job, job_id=job_id, record=record)
-    for checkpoint in checkpoints:
-        owner = (checkpoint["job_id"], checkpoint["attempt"])
-        if checkpoint["job_id"] in lost or (owner not in held and _locked(session, *owner) is None):
-            lost.add(checkpoint["job_id"])
-            continue
-        _store_checkpoint(session, **{k: v for k, v in checkpoint.items() if k != "attempt"})
+    """Epoch rows (job, attempt, record) and checkpoint promotions of one or more jobs (a replica group's
+    epoch) in one transaction of a few statements, each fenced by its job's attempt; returns the jobs
+    whose attempt no longer owns them (they write nothing)."""
+    owners = {(job_id, attempt) for job_id, attempt, _ in records}
+    owners |= {(checkpoint["job_id"], checkpoint["attempt"]) for checkpoint in checkpoints}
+    held = _lock_owned(session, owners)
+    _store_epochs(session, held, [(job_id, record) for job_id, _, record in records if job_id in held])
+    _store_checkpoints(session, [c for c in checkpoints if c["job_id"] in held])
     session.commit()
-    return sorted(lost)
+    return sorted({job_id for job_id, _ in owners} - held.keys())
 
 
-def _store_epoch(session: Session, job: Any, *, job_id: str, record: dict[str, Any]) -> None:
-    """Upsert one epoch's row and the job's progress (the caller holds the job's row)."""
-    epoch = int(record["epoch"])
-    seconds = record.get("seconds")
-    _upsert(
-        session,
-        EpochMetric,
-        {"job_id": job_id, "epoch": epoch, "record": record, "created_at": utcnow()},
-        ["job_id", "epoch"],
+def _store_epochs(
+    session: Session, held: dict[str, Progress], records: list[tuple[str, dict[str, Any]]]
+) -> None:
+    """Upsert epoch rows and the jobs' progress, in the records' order (the caller holds the jobs' rows)."""
+    if not records:
+        return
+    now = utcnow()
+    rows = [
+        {"job_id": job_id, "epoch": int(r["epoch"]), "record": r, "created_at": now} for job_id, r in records
+    ]
+    _upsert(session, EpochMetric, rows, ["job_id", "epoch"])
+    progress: dict[str, Progress] = {}
+    for job_id, record in records:
+        mean, done = progress.get(job_id, held[job_id])
+        seconds = record.get("seconds")
+        if isinstance(seconds, int | float):
+            # A running mean over epochs, for the ETA; a re-recorded epoch just nudges it.
+            mean = seconds if mean is None else (mean * max(done, 0) + seconds) / (max(done, 0) + 1)
+        progress[job_id] = (mean, int(record["epoch"]))
+    session.connection().execute(
+        update(Job)
+        .where(Job.id == bindparam("job"))
+        .values(epoch=bindparam("done"), epoch_seconds=bindparam("mean"), heartbeat_at=now),
+        [{"job": job_id, "mean": mean, "done": done} for job_id, (mean, done) in progress.items()],
     )
-    values: dict[str, Any] = {"epoch": epoch, "heartbeat_at": utcnow()}
-    if isinstance(seconds, int | float):
-        # A running mean over epochs, for the ETA; a re-recorded epoch just nudges it.
-        previous, done = job.epoch_seconds, max(job.epoch, 0)
-        values["epoch_seconds"] = seconds if previous is None else (previous * done + seconds) / (done + 1)
-    session.execute(update(Job).where(Job.id == job_id).values(**values))
 
 
 def is_cancel_requested(session: Session, *, job_id: str) -> bool:
@@ -188,30 +190,21 @@ def record_checkpoint(
     session: Session, *, job_id: str, attempt: str, name: str, uri: str, epoch: int, size_bytes: int
 ) -> bool:
     """Promote an uploaded checkpoint (the row readers and resumes follow); False: not ours."""
-    if _hold(session, job_id, attempt) is None:
+    if not _hold(session, job_id, attempt):
         return False
-    _store_checkpoint(session, job_id=job_id, name=name, uri=uri, epoch=epoch, size_bytes=size_bytes)
+    _store_checkpoints(
+        session, [{"job_id": job_id, "name": name, "uri": uri, "epoch": epoch, "size_bytes": size_bytes}]
+    )
     session.commit()
     return True
 
 
-def _store_checkpoint(
-    session: Session, *, job_id: str, name: str, uri: str, epoch: int, size_bytes: int
-) -> None:
-    """Upsert the checkpoint row readers and resumes follow (the caller holds the job's row)."""
-    _upsert(
-        session,
-        Checkpoint,
-        {
-            "job_id": job_id,
-            "name": name,
-            "uri": uri,
-            "epoch": epoch,
-            "size_bytes": size_bytes,
-            "updated_at": utcnow(),
-        },
-        ["job_id", "name"],
-    )
+def _store_checkpoints(session: Session, checkpoints: list[dict[str, Any]]) -> None:
+    """Upsert the checkpoint rows readers and resumes follow (the caller holds the jobs' rows)."""
+    now = utcnow()
+    columns = ("job_id", "name", "uri", "epoch", "size_bytes")
+    rows = [{**{k: c[k] for k in columns}, "updated_at": now} for c in checkpoints]
+    _upsert(session, Checkpoint, rows, ["job_id", "name"])
 
 
 def finish_job(
@@ -228,7 +221,7 @@ def finish_job(
     `succeeded` needs a result and a stored record for every epoch it ran (a resumed run that had
     nothing left to do included); otherwise the job fails, saying which epochs are missing.
     """
-    if _hold(session, job_id, attempt) is None:
+    if not _hold(session, job_id, attempt):
         return False
     if status == JobStatus.succeeded:
         missing = unrecorded_epochs(session, job_id=job_id, result=result)
