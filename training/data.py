@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 from sklearn import datasets as skdatasets
 from sklearn.model_selection import train_test_split
+from sklearn.utils import Bunch
 
 from training.benchmarks import load_official_splits
 from training.download import DatasetCache, current_cache
@@ -119,11 +121,20 @@ def _synthetic(spec: SyntheticDatasetSpec) -> Table:
     return make_table(X, y, ["x0", "x1"], Task.classification)
 
 
+@functools.cache
+def _builtin(name: str) -> Bunch:
+    """A dataset that ships with scikit-learn, read once per process (the jobs of a sweep share it)."""
+    bunch = _BUILTIN_LOADERS[name]()
+    for array in (bunch.data, bunch.target):
+        array.setflags(write=False)  # shared: make_table copies before anything changes a value
+    return bunch
+
+
 def load_table(spec: DatasetSpec) -> Table:
     """Read the dataset a spec names into arrays."""
     match spec:
         case BuiltinDatasetSpec():
-            bunch = _BUILTIN_LOADERS[spec.name]()
+            bunch = _builtin(spec.name)
             task = Task.regression if spec.name == "diabetes" else Task.classification
             names = [str(name) for name in getattr(bunch, "feature_names", [])] or [
                 f"x{i}" for i in range(bunch.data.shape[1])
