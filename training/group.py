@@ -27,7 +27,7 @@ from training.spec import JobSpec, Task
 from training.stacked import DropoutMasks, StackedNetwork
 from training.stacked_diagnostics import StackedDiagnostics, replica_internals
 from training.stacked_metrics import StackedClipping, StackedSums, select_rows, stacked_loss
-from training.stacked_optim import stacked_optimizers
+from training.stacked_optim import hyperparameters, stacked_optimizers
 
 Evaluation = dict[str, torch.Tensor]
 
@@ -101,17 +101,15 @@ class Replica:
 
 
 class Stack:
-    """The replicas training in this epoch, as one stacked model over their stacked training data."""
+    """The replicas training together, as one stacked model over their stacked training data; it lasts
+    from epoch to epoch while they and their optimizers' settings stay the same."""
 
     def __init__(self, members: Sequence[Replica], sums: StackedSums | None = None) -> None:
         self.members = list(members)
         self.trainers = trainers = [m.trainer for m in self.members]
         first = trainers[0]
-        orders = torch.stack([m.order for m in self.members if m.order is not None])
-        rows = torch.arange(len(self.members), device=orders.device).unsqueeze(1)
-        # each replica's training data in its epoch's order: a step's batch is then a slice
-        self.X = torch.stack([t.data.X_train for t in trainers])[rows, orders]
-        self.y = torch.stack([t.data.y_train for t in trainers])[rows, orders]
+        self.settings = _settings(self.members)
+        self.order(sums)
         self.network = StackedNetwork([t.model for t in trainers])
         self.masks = DropoutMasks([m.dropout for m in self.members])
         self.optimizers = stacked_optimizers([t.optimizer for t in trainers], self.network.shared)
@@ -122,10 +120,22 @@ class Stack:
             [leaf.grad for leaf in self.network.leaves if leaf.grad is not None],
             [[p.grad for p in own if p.grad is not None] for own in self.network.own],
         )
-        self.sums = sums or StackedSums(len(trainers), first.device)
         self.classify = first.data.task == Task.classification
         self.l2 = [t for t in trainers if t.spec.generalization.l2 > 0 and t.weights]
         self.diagnostics = StackedDiagnostics([t.diagnostics for t in trainers], self.network.shared)
+
+    def order(self, sums: StackedSums | None = None) -> None:
+        """Start an epoch (or its rest): each replica's training data in its epoch's order, so that a
+        step's batch is a slice, and the epoch's sums so far."""
+        orders = torch.stack([m.order for m in self.members if m.order is not None])
+        rows = torch.arange(len(self.members), device=orders.device).unsqueeze(1)
+        self.X = torch.stack([t.data.X_train for t in self.trainers])[rows, orders]
+        self.y = torch.stack([t.data.y_train for t in self.trainers])[rows, orders]
+        self.sums = sums or StackedSums(len(self.members), self.trainers[0].device)
+
+    def serves(self, members: Sequence[Replica]) -> bool:
+        """Whether this stack can train the next epoch of `members` (the same replicas, settings alike)."""
+        return self.members == list(members) and self.settings == _settings(members)
 
     def without(self, dropped: Sequence[Replica]) -> Stack:
         """The stack of the other replicas, their epoch's sums so far included."""
@@ -226,15 +236,25 @@ def _grads(trainer: Trainer) -> list[torch.Tensor]:
     return [p.grad for p in trainer.params if p.grad is not None]
 
 
-def _train_epoch(members: list[Replica]) -> Stack | None:
-    """One epoch of every member, stacked; the stack of those that finished it (None: all cancelled)."""
+def _settings(members: Sequence[Replica]) -> list[str]:
+    """What a schedule may change between epochs and a stack is built for: the optimizers' settings."""
+    return [hyperparameters(m.trainer.optimizer) for m in members]
+
+
+def _train_epoch(members: list[Replica], previous: Stack | None) -> Stack | None:
+    """One epoch of every member, stacked (on the previous epoch's stack when it serves them); the stack
+    of those that finished it (None: all cancelled)."""
     first = members[0].trainer
     for member in members:
         trainer = member.trainer
         trainer.model.train()
         trainer.diagnostics.start_epoch()
         member.order = torch.randperm(len(trainer.data.X_train), generator=trainer.batches).to(trainer.device)
-    stack = Stack(members)
+    if previous is not None and previous.serves(members):
+        stack = previous
+        stack.order()
+    else:
+        stack = Stack(members)
     for step in range(first.steps_per_epoch()):
         cancelled = [m for m in stack.members if any(c.should_stop() for c in m.trainer.callbacks)]
         if cancelled:
@@ -257,18 +277,20 @@ def _same_shapes(replicas: Sequence[Replica]) -> bool:
 
 def _run_together(replicas: list[Replica], after_epoch: Callable[[], None]) -> None:
     """Epoch by epoch; a replica behind the others (a resume) catches up before they train together."""
+    stack: Stack | None = None
     while active := [r for r in replicas if r.result is None]:
         epoch = min(r.trainer.epoch for r in active)
         movers = [r for r in active if r.trainer.epoch == epoch]
         started = time.perf_counter()
         try:
-            stack = _train_epoch(movers)
+            stack = _train_epoch(movers, stack)
             if stack is not None:
                 stack.evaluate()
         except FAILURES as failure:  # the stacked step itself failed (out of memory): every mover with it
             for member in movers:
                 if member.result is None:
                     member.end(failed_result(member.trainer, failure, member.started))
+            stack = None
             continue
         trained_for = time.perf_counter() - started
         for row, member in enumerate(stack.members if stack is not None else ()):

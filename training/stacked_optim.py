@@ -23,7 +23,7 @@ def _settings(optimizer: torch.optim.Optimizer, group: dict[str, Any]) -> dict[s
     return {k: v for k, v in group.items() if k in accepted and k != "params"}
 
 
-def _hyperparameters(optimizer: torch.optim.Optimizer) -> str:
+def hyperparameters(optimizer: torch.optim.Optimizer) -> str:
     """The optimizer's class and its parameter groups' settings (learning rates included)."""
     groups = [
         sorted((k, repr(v)) for k, v in _settings(optimizer, g).items()) for g in optimizer.param_groups
@@ -62,7 +62,7 @@ class JointOptimizers:
         _own_counters(optimizers)
         by_settings: dict[str, list[torch.optim.Optimizer]] = {}
         for optimizer in optimizers:
-            by_settings.setdefault(_hyperparameters(optimizer), []).append(optimizer)
+            by_settings.setdefault(hyperparameters(optimizer), []).append(optimizer)
         self.joint: list[torch.optim.Optimizer] = []
         for same in by_settings.values():
             if len(same) == 1 and only is None:
@@ -75,9 +75,14 @@ class JointOptimizers:
             if not any(chosen):
                 continue
             joint = _like(same[0], chosen)
+            stepped = {id(p) for params in chosen for p in params}
             for optimizer in same:
-                for param, state in optimizer.state.items():
-                    joint.state[param] = state  # one state dict, two owners
+                for group in optimizer.param_groups:
+                    for param in group["params"]:
+                        if id(param) in stepped:
+                            # one state dict, two owners; made here when still empty, so that the state
+                            # the joint step creates is the replica's too (its checkpoints, its next stack)
+                            joint.state[param] = optimizer.state[param]
             self.joint.append(joint)
 
     def step(self) -> None:
@@ -133,7 +138,7 @@ class LeafOptimizers:
     @staticmethod
     def fit(optimizers: Sequence[torch.optim.Optimizer], shared: Shared) -> bool:
         """Whether the replicas' optimizers can step as one over the leaves."""
-        if len({_hyperparameters(o) for o in optimizers}) > 1:
+        if len({hyperparameters(o) for o in optimizers}) > 1:
             return False
         groups = [{id(p): i for i, g in enumerate(o.param_groups) for p in g["params"]} for o in optimizers]
         for _, rows in shared:

@@ -203,6 +203,20 @@ def test_every_replica_keeps_its_own_optimizer_state(tmp_path: Path) -> None:
         assert counters and all(c == steps for c in counters)
 
 
+def test_batch_norm_parameters_keep_their_optimizer_state_from_epoch_to_epoch(tmp_path: Path) -> None:
+    # batch norm's own parameters step side by side, not stacked: their Adam state is still the replica's
+    specs = seeds({"normalization": {"layers": "batch"}}, 2, epochs=3)
+    folders = [tmp_path / str(i) for i in range(2)]
+    grouped(specs, folders)
+    run_fit(specs[0], tmp_path / "alone")
+    steps = Trainer(specs[0], None, []).steps_per_epoch() * 3
+    for folder in (folders[0], tmp_path / "alone"):
+        tensors, _ = read_checkpoint(folder / "checkpoints" / "last.safetensors")
+        counters = [t.item() for name, t in tensors.items() if name.endswith(".step")]
+        assert len(counters) == len(list(Trainer(specs[0], None, []).model.parameters()))
+        assert all(c == steps for c in counters)
+
+
 def test_over_five_seeds_grouped_and_alone_agree_within_seed_noise() -> None:
     config = {"generalization": {"dropout": 0.2}, "normalization": {"layers": "batch"}}
     specs = seeds(config, count=5, epochs=8)
