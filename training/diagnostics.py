@@ -52,6 +52,11 @@ class Diagnostics(Callback):
         self.center = 0.5 if spec.activation == Activation.sigmoid else 0.0
         self.start_epoch()
 
+    @property
+    def rules(self) -> tuple[object, ...]:
+        """How this job's activation is read (saturation, dead units): replicas sampled as one share them."""
+        return (self.saturation, self.saturated_output, self.track_dead, self.center)
+
     def start_epoch(self) -> None:
         """Reset the sums and remember the weights, to measure this epoch's update."""
         self.start_weights = [[w.detach().clone() for w in weights] for _, weights in self.groups]

@@ -187,16 +187,18 @@ class Stack:
         for split, observe in ((train, True), (val, False)):
             if len(split[0][0]) == 0 or len({X.shape for X, _ in split}) > 1:
                 continue  # no such split, or of other sizes: each replica evaluates its own
-            counts = observe and trainers[0].diagnostics.counts_dead_units  # one setting for all
+            counts = [observe and t.diagnostics.counts_dead_units for t in trainers]
             with trainers[0].precision():
                 results = self._evaluate(split, counts)
             for trainer, (X, _), result in zip(trainers, split, results, strict=True):
                 trainer.evaluated[id(X)] = result
 
     @torch.inference_mode()
-    def _evaluate(self, split: list[tuple[torch.Tensor, torch.Tensor]], observe: bool) -> list[Evaluation]:
+    def _evaluate(
+        self, split: list[tuple[torch.Tensor, torch.Tensor]], observe: list[bool]
+    ) -> list[Evaluation]:
         """Each replica's mean loss (original units) and accuracy on its split in eval mode, as evaluate()
-        measures them; with `observe`, each replica's diagnostics see its hidden layers."""
+        measures them; the diagnostics of each replica `observe` marks see its hidden layers."""
         for trainer in self.trainers:
             trainer.model.eval()
         X, y = torch.stack([X for X, _ in split]), torch.stack([y for _, y in split])
@@ -205,13 +207,14 @@ class Stack:
         correct = torch.zeros(len(split), device=X.device)
         for start in range(0, count, EVAL_CHUNK):
             xb, yb = X[:, start : start + EVAL_CHUNK], y[:, start : start + EVAL_CHUNK]
-            internals: Internals | None = {} if observe else None
+            internals: Internals | None = {} if any(observe) else None
             out = self.network(xb, None, internals)
             fired = {name: _fired(item) for name, item in (internals or {}).items()}
-            for r, trainer in enumerate(self.trainers if observe else ()):
-                trainer.diagnostics.observe(
-                    {name: LayerInternals(f[r : r + 1], f[r : r + 1]) for name, f in fired.items()}
-                )
+            for r, trainer in enumerate(self.trainers):
+                if observe[r]:
+                    trainer.diagnostics.observe(
+                        {name: LayerInternals(f[r : r + 1], f[r : r + 1]) for name, f in fired.items()}
+                    )
             loss_sum += self._reported(out, yb) * xb.shape[1]
             if self.classify:
                 correct += (out.argmax(dim=-1) == yb).sum(dim=1)
@@ -277,6 +280,7 @@ def _same_shapes(replicas: Sequence[Replica]) -> bool:
 
 def _run_together(replicas: list[Replica], after_epoch: Callable[[], None]) -> None:
     """Epoch by epoch; a replica behind the others (a resume) catches up before they train together."""
+    replicas = sorted(replicas, key=lambda r: r.trainer.spec.activation)  # one call per activation
     stack: Stack | None = None
     while active := [r for r in replicas if r.result is None]:
         epoch = min(r.trainer.epoch for r in active)

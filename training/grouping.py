@@ -9,11 +9,13 @@ from typing import Any
 from training.spec import CNNNetwork, JobSpec, MLPNetwork
 
 # Values a replica keeps to itself in a stacked group: each replica has its own optimizer, schedule,
-# clipping, loss term, early stopping, initialization and seed, so these may differ within a group.
-# Everything else (data, network, activation, normalization, dropout, batch size, device, diagnostics)
-# shapes the stacked forward pass or the batches, and must be the same for every replica.
+# clipping, loss term, early stopping, initialization and seed, and its own activation (element-wise:
+# the stacked pass applies each replica's to its rows), so these may differ within a group. Everything
+# else (data, network, normalization, dropout, batch size, device, diagnostics) shapes the stacked
+# forward pass or the batches, and must be the same for every replica.
 BATCHABLE_FIELDS = (
     "training.seed",
+    "activation",
     "training.epochs",
     "training.checkpoint_every",
     "optimizer",

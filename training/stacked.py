@@ -75,13 +75,36 @@ def linear(x: torch.Tensor, layer: Affine) -> torch.Tensor:
     return torch.baddbmm(layer.bias.unsqueeze(1), x, layer.weight.transpose(1, 2))
 
 
+Runs = list[tuple[int, int, nn.Module]]  # replicas [start, stop) and the activation they share
+
+
+def activation_runs(activations: Sequence[nn.Module]) -> Runs:
+    """The replicas' activations as runs of neighbours that share one (a group orders its replicas so)."""
+    runs: Runs = []
+    for row, activation in enumerate(activations):
+        if runs and repr(runs[-1][2]) == repr(activation):
+            runs[-1] = (runs[-1][0], row + 1, activation)
+        else:
+            runs.append((row, row + 1, activation))
+    return runs
+
+
+def activate(x: torch.Tensor, runs: Runs, dim: int, width: int = 1) -> torch.Tensor:
+    """Each replica's own activation on its part of x (replica r's `width` slices of `dim` from r·width):
+    element-wise, so a part gets exactly the values it gets alone."""
+    if len(runs) == 1:
+        return runs[0][2](x)
+    parts = [act(x.narrow(dim, start * width, (stop - start) * width)) for start, stop, act in runs]
+    return torch.cat(parts, dim=dim)
+
+
 class StackedHidden:
     """The hidden blocks of R replicas on (R, N, F) inputs."""
 
     def __init__(self, stacks: Sequence[HiddenStack]) -> None:
         first = stacks[0]
         self.names = first.names()
-        self.activation = first.activation
+        self.activations = activation_runs([s.activation for s in stacks])
         self.dropout = first.dropout.p if first.dropout is not None else 0.0
         self.linears = [Affine([s.linears[i] for s in stacks]) for i in range(len(first.linears))]
         self.norms = [Norm([s.norms[i] for s in stacks]) for i in range(len(first.linears))]
@@ -99,7 +122,7 @@ class StackedHidden:
                 width = net_input.shape[-1]
                 scale, shift = norm.affine.weight.unsqueeze(1), norm.affine.bias.unsqueeze(1)
                 net_input = F.layer_norm(net_input, (width,), eps=norm.eps) * scale + shift
-            x = self.activation(net_input)
+            x = activate(net_input, self.activations, dim=0)
             if internals is not None:
                 internals[name] = LayerInternals(net_input.detach(), x.detach(), unit_dim=2)
             if self.dropout > 0 and dropout is not None:
@@ -137,7 +160,7 @@ class StackedNetwork:
             cnns = [m for m in models if isinstance(m, CNN)]
             self.convs = [Affine([m.convs[i] for m in cnns]) for i in range(len(first.convs))]
             self.conv_norms = [Norm([m.norms[i] for m in cnns]) for i in range(len(first.convs))]
-            self.pool, self.conv_activation = first.pool, first.activation
+            self.pool, self.conv_activations = first.pool, activation_runs([m.activation for m in cnns])
             self.conv_dropout = first.dropout.p if first.dropout is not None else 0.0
         self.hidden = StackedHidden([m.hidden for m in models if isinstance(m, MLP | CNN)])
         self.output = Affine([m.output for m in models])
@@ -181,7 +204,7 @@ class StackedNetwork:
             elif norm.affine is not None:  # layer norm: one group per replica spans its channels and pixels
                 weights, biases = norm.affine.weight.flatten(), norm.affine.bias.flatten()
                 net_input = F.group_norm(net_input, replicas, weights, biases, norm.eps)
-            x = self.conv_activation(net_input)
+            x = activate(net_input, self.conv_activations, dim=1, width=net_input.shape[1] // replicas)
             if internals is not None:  # replica first: (R, N, C, H, W)
                 split_n = net_input.detach().unflatten(1, (replicas, -1)).transpose(0, 1)
                 split_a = x.detach().unflatten(1, (replicas, -1)).transpose(0, 1)

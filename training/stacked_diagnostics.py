@@ -45,13 +45,14 @@ def _weight_leaves(diagnostics: Sequence[Diagnostics], shared: Shared) -> list[t
 
 class StackedDiagnostics:
     """Samples every replica's diagnostics at once (not for sequences: their inputs' gradients are read
-    per replica); `usable` says whether it can."""
+    per replica, nor for replicas whose activations are read by other rules); `usable` says whether it can."""
 
     def __init__(self, diagnostics: Sequence[Diagnostics], shared: Shared) -> None:
         self.diagnostics = diagnostics
         first = diagnostics[0]
         leaves = _weight_leaves(diagnostics, shared)
-        self.usable = not first.sequences and leaves is not None
+        same_rules = len({d.rules for d in diagnostics}) == 1
+        self.usable = not first.sequences and leaves is not None and same_rules
         self.leaves = leaves or []
         self.first = first
         device = first.sums.device

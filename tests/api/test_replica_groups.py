@@ -25,11 +25,11 @@ def jobs(*changes: dict[str, Any], seeds: int = 5, parameters: int = 1000) -> li
     return made
 
 
-def test_seeds_and_learning_rates_share_a_group_architectures_do_not() -> None:
+def test_seeds_learning_rates_and_activations_share_a_group_architectures_do_not() -> None:
     lr = {"optimizer": {"name": "adam", "learning_rate": 0.1}}
-    made = jobs({}, lr, {"activation": "tanh"})
+    made = jobs({}, lr, {"activation": "tanh"}, {"normalization": {"layers": "layer"}})
     groups = assign_groups("sw_x", made, Settings())
-    assert sorted(len(g) for g in groups) == [5, 10]
+    assert sorted(len(g) for g in groups) == [5, 15]
     assert len({job.replica_group for job, _, _ in made}) == 2
 
 
@@ -52,5 +52,7 @@ def test_sweep_jobs_show_their_replica_group(client: TestClient, auth_headers: d
     sweep = post_sweep(client, auth_headers).json()
     shown = [client.get(f"/v1/jobs/{job['id']}", headers=auth_headers).json() for job in sweep["jobs"]]
     groups = [job["replica_group"] for job in shown]
-    assert len(set(groups)) == 4 and all(g and g.startswith(sweep["id"]) for g in groups)
-    assert groups[:3] == [groups[0]] * 3, "the seeds of one grid point train together"
+    # the grid's activations train together; its normalizations (other parameters) apart
+    layers = [job["params"]["normalization.layers"] for job in sweep["jobs"]]
+    assert len(set(groups)) == 2 and all(g and g.startswith(sweep["id"]) for g in groups)
+    assert all((a == b) == (m == n) for a, m in zip(groups, layers) for b, n in zip(groups, layers))

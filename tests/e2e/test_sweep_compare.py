@@ -42,9 +42,9 @@ def test_sweep_runs_end_to_end_and_compares(service: Service) -> None:
     results = {
         job["id"]: client.get(f"/v1/jobs/{job['id']}", headers=headers).json() for job in sweep["jobs"]
     }
-    # the two seeds of each grid point trained together, as one replica group
+    # the seeds and activations of each normalization trained together, as one replica group
     groups_of = [results[job["id"]]["replica_group"] for job in sweep["jobs"]]
-    assert all(groups_of) and len(set(groups_of)) == 4, groups_of
+    assert all(groups_of) and len(set(groups_of)) == 2, groups_of
 
     comparison = client.get(f"/v1/compare?sweep={sweep_id}&target=val_accuracy>=0.5", headers=headers)
     assert comparison.status_code == 200, comparison.text

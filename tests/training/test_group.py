@@ -68,7 +68,23 @@ def relative(a: float, b: float) -> float:
 
 @pytest.mark.parametrize("technique", list(TECHNIQUES))
 def test_each_replica_starts_as_the_job_alone(technique: str) -> None:
-    specs = seeds(TECHNIQUES[technique], epochs=1)
+    assert_first_epochs_as_alone(seeds(TECHNIQUES[technique], epochs=1), "batch-norm" in technique)
+
+
+@pytest.mark.parametrize("network", [{}, {**IMAGES, "network": CNN}], ids=["mlp", "cnn"])
+def test_replicas_of_other_activations_train_together_each_with_its_own(network: dict[str, Any]) -> None:
+    # relu counts dead units, sigmoid and tanh saturation (diagnostics every step: every rule sampled)
+    training = {"epochs": 1, "diagnostics_every": 1}
+    specs = [
+        make_spec(**network, activation=activation, training={**training, "seed": seed})
+        for activation, seed in [("relu", 0), ("sigmoid", 0), ("tanh", 1), ("relu", 1)]
+    ]
+    assert len({replica_key(spec) for spec in specs}) == 1  # one group
+    assert_first_epochs_as_alone(specs, batch_norm=False)
+
+
+def assert_first_epochs_as_alone(specs: list[JobSpec], batch_norm: bool) -> None:
+    """Each replica's first epoch (losses, per-layer diagnostics) is the one of its job run alone."""
     results, records = grouped(specs)
     for spec, result, replica in zip(specs, results, records, strict=True):
         alone, solo = run_fit(spec)
@@ -79,7 +95,7 @@ def test_each_replica_starts_as_the_job_alone(technique: str) -> None:
         # Eval-mode losses after batch norm use its running mean. With Adam, the rounding noise in the
         # (zero) gradient of a bias in front of a batch norm becomes steps of ±lr that move that mean:
         # a job alone shows the same spread between CPU kernels (ATEN_CPU_CAPABILITY=default: 2e-4 to 3e-4).
-        bound = 1e-3 if "batch-norm" in technique else 1e-4
+        bound = 1e-3 if batch_norm else 1e-4
         for loss in ("train_loss", "val_loss"):
             assert relative(replica[0][loss], solo[0][loss]) < bound, loss
         # the per-layer diagnostics (sampled stacked, for all replicas at once) are the job's own
