@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ class ArtifactStore:
         self.fs: fsspec.AbstractFileSystem
         self.fs, root = url_to_fs(root_url, **storage_options)
         self.root = root.rstrip("/")
-        if self.fs.protocol in ("file", ("file", "local")) or "file" in self.fs.protocol:
+        self.local = self.fs.protocol in ("file", ("file", "local")) or "file" in self.fs.protocol
+        if self.local:
             Path(self.root).mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> str:
@@ -36,10 +38,16 @@ class ArtifactStore:
         return f"{self.root}/{key}"
 
     def put_file(self, local_path: Path, key: str) -> str:
-        """Copy a local file to `key` (atomically on a local store); returns the key."""
+        """Copy a local file to `key` (atomically on a local store); returns the key.
+
+        On a local store on the file's own file system the copy is a hard link: the caller never
+        changes a file it has put (it writes a new one and renames it), so the two names can share it.
+        """
         target = self._path(key)
         self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
         partial = f"{target}.partial"
+        if self.local and _link(local_path, Path(partial), Path(target)):
+            return key
         self.fs.put_file(str(local_path), partial)
         self.fs.mv(partial, target)
         return key
@@ -76,3 +84,15 @@ class ArtifactStore:
         path = self._path(prefix.rstrip("/"))
         if self.fs.exists(path):
             self.fs.rm(path, recursive=True)
+
+
+def _link(source: Path, partial: Path, target: Path) -> bool:
+    """Give `source` the name `target` atomically, through `partial`; False where it cannot be linked."""
+    try:
+        partial.unlink(missing_ok=True)
+        os.link(source, partial)
+    except OSError:  # another file system, or one without hard links: the caller copies
+        return False
+    os.replace(partial, target)
+    partial.unlink(missing_ok=True)  # a rename onto a name of the same file leaves both names
+    return True
