@@ -205,8 +205,9 @@ class Stack:
         count = X.shape[1]
         loss_sum = torch.zeros(len(split), device=X.device)
         correct = torch.zeros(len(split), device=X.device)
-        for start in range(0, count, EVAL_CHUNK):
-            xb, yb = X[:, start : start + EVAL_CHUNK], y[:, start : start + EVAL_CHUNK]
+        rows = max(1, EVAL_CHUNK // len(split))  # a stacked chunk as large as a job's: it stays in cache
+        for start in range(0, count, rows):
+            xb, yb = X[:, start : start + rows], y[:, start : start + rows]
             internals: Internals | None = {} if any(observe) else None
             out = self.network(xb, None, internals)
             fired = {name: _fired(item) for name, item in (internals or {}).items()}
