@@ -43,48 +43,82 @@ def _weight_leaves(diagnostics: Sequence[Diagnostics], shared: Shared) -> list[t
     return leaves
 
 
+def _rows(internals: Internals, start: int, stop: int) -> Internals:
+    """Replicas start..stop-1 of the stacked internals (replica first)."""
+    return {
+        name: LayerInternals(
+            item.net_input[start:stop] if item.net_input is not None else None,
+            item.output[start:stop],
+            unit_dim=item.unit_dim,
+        )
+        for name, item in internals.items()
+    }
+
+
+def _runs(diagnostics: Sequence[Diagnostics]) -> list[tuple[int, int]]:
+    """Neighbouring replicas whose activations are read by the same rules (a group orders its replicas
+    by activation): (start, stop) of each run."""
+    runs: list[tuple[int, int]] = []
+    for row, own in enumerate(diagnostics):
+        if runs and diagnostics[runs[-1][0]].rules == own.rules:
+            runs[-1] = (runs[-1][0], row + 1)
+        else:
+            runs.append((row, row + 1))
+    return runs
+
+
 class StackedDiagnostics:
-    """Samples every replica's diagnostics at once (not for sequences: their inputs' gradients are read
-    per replica, nor for replicas whose activations are read by other rules); `usable` says whether it can."""
+    """Samples every replica's diagnostics at once, one set of reductions per run of replicas whose
+    activations are read alike (not for sequences: their inputs' gradients are read per replica);
+    `usable` says whether it can."""
 
     def __init__(self, diagnostics: Sequence[Diagnostics], shared: Shared) -> None:
         self.diagnostics = diagnostics
         first = diagnostics[0]
         leaves = _weight_leaves(diagnostics, shared)
-        same_rules = len({d.rules for d in diagnostics}) == 1
-        self.usable = not first.sequences and leaves is not None and same_rules
+        self.usable = not first.sequences and leaves is not None
         self.leaves = leaves or []
-        self.first = first
+        self.runs = _runs(diagnostics)
         device = first.sums.device
         self.sums = torch.zeros(len(diagnostics), len(FIELDS), len(first.groups), device=device)
-        self.seen = [[0] * len(first.groups) for _ in FIELDS]  # on the host, as Diagnostics keeps it
+        self.seen = [self._no_counts() for _ in self.runs]  # per run, on the host, as Diagnostics keeps it
         self.samples = 0
+
+    def _no_counts(self) -> list[list[int]]:
+        return [[0] * len(self.diagnostics[0].groups) for _ in FIELDS]
 
     def sample(self, internals: Internals, outputs: torch.Tensor) -> None:
         """Add one step's statistics of every replica (after backward, before clipping)."""
-        first = self.first
         values = torch.zeros_like(self.sums)
-        present = [[0] * len(first.groups) for _ in FIELDS]
         grads = [
             torch.linalg.vector_norm(leaf.grad.flatten(1), dim=1)
             for leaf in self.leaves
             if leaf.grad is not None
         ]
-        values[:, 0], present[0] = torch.stack(grads, dim=1), [1] * len(first.groups)
-        for row, index, value in first.activation_statistics(internals, outputs, per_replica=True):
-            values[:, row, index], present[row][index] = value, 1
+        values[:, 0] = torch.stack(grads, dim=1)
+        for (start, stop), seen in zip(self.runs, self.seen, strict=True):
+            present = self._no_counts()
+            present[0] = [1] * len(present[0])
+            whole = len(self.runs) == 1
+            part = internals if whole else _rows(internals, start, stop)
+            rule = self.diagnostics[start]
+            statistics = rule.activation_statistics(part, outputs[start:stop], per_replica=True)
+            for row, index, value in statistics:
+                values[start:stop, row, index], present[row][index] = value, 1
+            add_counts(seen, present)
         self.sums += values
-        add_counts(self.seen, present)
         self.samples += 1
 
     def flush(self) -> None:
         """Hand each replica its sums (before its epoch ends, or before the stack changes mid-epoch)."""
         if not self.samples:
             return
-        for row, diagnostics in enumerate(self.diagnostics):
-            diagnostics.sums += self.sums[row]
-            add_counts(diagnostics.seen, self.seen)
-            diagnostics.samples += self.samples
+        for (start, stop), seen in zip(self.runs, self.seen, strict=True):
+            for row in range(start, stop):
+                diagnostics = self.diagnostics[row]
+                diagnostics.sums += self.sums[row]
+                add_counts(diagnostics.seen, seen)
+                diagnostics.samples += self.samples
         self.sums.zero_()
-        self.seen = [[0] * len(row) for row in self.seen]
+        self.seen = [self._no_counts() for _ in self.runs]
         self.samples = 0
