@@ -23,16 +23,18 @@ BYTES_PER_PARAMETER = 16
 
 
 def group_size_limit(parameters: int, settings: Settings) -> int:
-    """Most replicas of a network of `parameters` one group may hold (TRAINCTL_REPLICA_GROUP_MEMORY_MB)."""
+    """Most replicas of a network of `parameters` one group may hold (TRAINCTL_REPLICA_GROUP_MEMORY_MB,
+    TRAINCTL_REPLICA_GROUP_SIZE)."""
     budget = settings.replica_group_memory_mb * 2**20
-    return max(1, int(budget // max(parameters * BYTES_PER_PARAMETER, 1)))
+    by_memory = int(budget // max(parameters * BYTES_PER_PARAMETER, 1))
+    return max(1, min(by_memory, settings.replica_group_size))
 
 
 def assign_groups(sweep_id: str, jobs: list[tuple[Job, JobSpec, int]], settings: Settings) -> list[list[Job]]:
     """Split the sweep's (job, spec, parameters) into groups that train together; sets job.replica_group.
 
     Jobs whose specs differ only in what each replica keeps to itself (training.grouping.BATCHABLE_FIELDS)
-    share a group, cut into even parts no larger than the memory bound; alone when grouping is off.
+    share a group, cut into even parts no larger than the memory and size bounds; alone when grouping is off.
     """
     if not settings.replica_groups:
         return [[job] for job, _, _ in jobs]

@@ -41,6 +41,12 @@ def test_groups_are_cut_evenly_to_the_memory_bound() -> None:
     assert sorted(len(g) for g in groups) == [3, 3, 4]
 
 
+def test_groups_are_cut_evenly_to_the_size_bound() -> None:
+    groups = assign_groups("sw_x", jobs({}, {"activation": "tanh"}, seeds=10), Settings(replica_group_size=8))
+    assert sorted(len(g) for g in groups) == [6, 7, 7]
+    assert sorted(len(g) for g in assign_groups("sw_x", jobs({}, seeds=16), Settings())) == [16]
+
+
 def test_recurrent_networks_and_grouping_off_run_alone() -> None:
     rnn = {"dataset": {"name": "parity", "samples": 64, "length": 4}, "network": {"type": "rnn"}}
     assert [len(g) for g in assign_groups("sw_x", jobs(rnn, seeds=3), Settings())] == [1, 1, 1]
@@ -55,4 +61,5 @@ def test_sweep_jobs_show_their_replica_group(client: TestClient, auth_headers: d
     # the grid's activations train together; its normalizations (other parameters) apart
     layers = [job["params"]["normalization.layers"] for job in sweep["jobs"]]
     assert len(set(groups)) == 2 and all(g and g.startswith(sweep["id"]) for g in groups)
-    assert all((a == b) == (m == n) for a, m in zip(groups, layers) for b, n in zip(groups, layers))
+    pairs = list(zip(groups, layers, strict=True))
+    assert all((a == b) == (m == n) for a, m in pairs for b, n in pairs)
