@@ -4,6 +4,7 @@ batch size 1, the rnn spec contract, lint, diagnostics, resume, predict and sequ
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -131,10 +132,11 @@ def test_clipping_turns_a_diverging_run_into_a_converging_one() -> None:
     assert diverged.final.train_loss is not None and diverged.final.train_loss > 1e10
     clipped, records = run_fit(example("rnn-clipped", training={"diagnostics_every": 0}))
     assert clipped.status == "succeeded"
-    # Predicting the mean of sin over random phases gives 0.5. The first epochs are chaotic (epoch-1
-    # val_loss 0.25-1.3 over seeds 0-5 on two CPU kernel sets); after the spec's 12 epochs the val_loss
-    # lands in 0.034-0.131 for all twelve (seed 0: 0.066 and 0.131), so 0.25 leaves room for other CPUs.
-    assert records[-1]["val_loss"] < 0.25
+    # Predicting the mean of sin over random phases gives 0.5. SGD at lr 0.1 stays noisy: one epoch's
+    # val_loss jumps to 0.27-0.29 now and then (seed 0's last epoch on AVX-512 kernels, its 7th on
+    # ATEN_CPU_CAPABILITY=default), so the run is judged by its second half: the median of epochs 7-12 was
+    # 0.06-0.10 for seeds 0-2 on three kernel sets (AVX-512, AVX2, default).
+    assert statistics.median(r["val_loss"] for r in records[6:]) < 0.25
     assert all(r["clipped_fraction"] > 0.5 for r in records)
 
 
