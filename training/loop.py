@@ -35,6 +35,7 @@ from training.optim import (
     grad_norms,
     l2_penalty,
     loss_function,
+    step_optimizer,
     step_scheduler,
     stretch_schedule,
 )
@@ -179,7 +180,7 @@ class Trainer:
         else:
             sums.add_grad_norm(norm, clipped)
         if step:
-            self.optimizer.step()
+            step_optimizer(self.optimizer)
         if self.data.targets is not None:  # the running loss is reported in the targets' units
             data_loss = self.reported_loss(out.detach(), y)
         sums.add_batch(data_loss, out, y, self.data.task == Task.classification)

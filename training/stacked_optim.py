@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from training.optim import step_optimizer
+
 Shared = Sequence[tuple[torch.Tensor, Sequence[nn.Parameter]]]  # a stacked leaf and its rows' parameters
 
 
@@ -83,7 +85,7 @@ class JointOptimizers:
     def step(self) -> None:
         """One step of every replica."""
         for optimizer in self.joint:
-            optimizer.step()
+            step_optimizer(optimizer)
 
 
 def _agree(states: Sequence[dict[str, Any]]) -> bool:
@@ -145,7 +147,7 @@ class LeafOptimizers:
 
     def step(self) -> None:
         """One step of every replica; after the first, each row's state is a view of its leaf's."""
-        self.joint.step()
+        step_optimizer(self.joint)
         if self.rest is not None:
             self.rest.step()
         if not self.linked:  # optimizers create their state on the first step, then update it in place

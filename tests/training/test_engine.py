@@ -1,13 +1,18 @@
-"""The loop's fast paths compute what the plain ones do: batches, epoch sums, per-step gradient norms."""
+"""The loop's fast paths compute what the plain ones do: batches, epoch sums, per-step gradient norms,
+the optimizer step."""
 
 from __future__ import annotations
+
+import warnings
+from typing import Any
 
 import pytest
 import torch
 
-from training import loop, metrics
+from training import loop, metrics, optim
 from training.loop import shuffled_batches
 from training.metrics import EpochSums
+from training.optim import step_optimizer
 
 
 @pytest.mark.parametrize("block_bytes", [1, 3000, 2**20])
@@ -55,3 +60,77 @@ def test_epoch_sums_take_global_norms_of_steps_with_different_numbers_of_gradien
     means = sums.means()
     assert means["grad_norm"].item() == pytest.approx((5 + 12 + 2) / 3)
     assert means["grad_norm_max"].item() == pytest.approx(12)
+
+
+def _twin_optimizers(kind: type[torch.optim.Adam], **settings: Any) -> list[torch.optim.Adam]:
+    """Two optimizers over equal parameters (two groups, a matrix and a vector each)."""
+    twins = []
+    for _ in range(2):
+        generator = torch.Generator().manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(shape, generator=generator)) for shape in [(5, 3), (3,)] * 2]
+        groups: list[dict[str, Any]] = [{"params": params[:2]}, {"params": params[2:], "weight_decay": 0.0}]
+        twins.append(kind(groups, lr=0.01, fused=True, **settings))
+    return twins
+
+
+@pytest.mark.parametrize("kind", [torch.optim.Adam, torch.optim.AdamW])
+@pytest.mark.parametrize("settings", [{}, {"amsgrad": True}, {"weight_decay": 0.1, "maximize": True}])
+def test_the_direct_fused_step_is_the_optimizers_own(kind: type[torch.optim.Adam], settings: dict) -> None:
+    """The same kernels on the same tensors: bit-identical parameters and state, the lr changing per step."""
+    direct, stepped = _twin_optimizers(kind, **settings)
+    generator = torch.Generator().manual_seed(1)
+    for step in range(6):
+        for a, b in zip(direct.param_groups, stepped.param_groups, strict=True):
+            a["lr"] = b["lr"] = 0.01 * 0.7**step  # a schedule changes it between steps
+        grads = [torch.randn(p.shape, generator=generator) for g in direct.param_groups for p in g["params"]]
+        for optimizer in (direct, stepped):
+            for p, grad in zip([p for g in optimizer.param_groups for p in g["params"]], grads, strict=True):
+                p.grad = grad.clone()
+        if step > 0:  # the first step creates the state: torch's own step() takes it
+            assert optim._fused_adam_calls(direct) is not None
+        step_optimizer(direct)
+        stepped.step()
+    for a, b in zip(direct.param_groups, stepped.param_groups, strict=True):
+        for p, q in zip(a["params"], b["params"], strict=True):
+            assert torch.equal(p, q)
+    ours, theirs = direct.state_dict(), stepped.state_dict()
+    assert ours["param_groups"] == theirs["param_groups"]
+    for index, state in theirs["state"].items():
+        assert state.keys() == ours["state"][index].keys()
+        for key, value in state.items():
+            assert torch.equal(ours["state"][index][key], value), key
+
+
+def test_the_optimizers_own_step_runs_where_the_direct_one_does_not_apply() -> None:
+    optimizer = _twin_optimizers(torch.optim.Adam)[0]
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    for p in params:
+        p.grad = torch.ones_like(p)
+    assert optim._fused_adam_calls(optimizer) is None  # no state yet
+    optimizer.step()
+    assert optim._fused_adam_calls(optimizer) is not None
+    params[1].grad = None  # torch's step skips it
+    assert optim._fused_adam_calls(optimizer) is None
+    params[1].grad = torch.ones_like(params[1])
+    calls: list[int] = []
+    handle = optimizer.register_step_post_hook(lambda *_: calls.append(1))
+    assert optim._fused_adam_calls(optimizer) is None
+    step_optimizer(optimizer)
+    assert calls == [1]
+    handle.remove()
+    optimizer.step = lambda *_: None  # type: ignore[method-assign,assignment]  # replaced, as tests do to watch it
+    assert optim._fused_adam_calls(optimizer) is None
+
+
+def test_a_schedule_sees_the_direct_step() -> None:
+    optimizer = _twin_optimizers(torch.optim.Adam)[0]
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+    for p in (p for g in optimizer.param_groups for p in g["params"]):
+        p.grad = torch.ones_like(p)
+    optimizer.step()  # creates the state
+    optimizer._opt_called = False  # type: ignore[attr-defined]
+    step_optimizer(optimizer)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "lr_scheduler.step() before optimizer.step()" would raise
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == 0.005
