@@ -140,7 +140,8 @@ class Trainer:
             with self.precision():
                 out = self.model(xb, internals)
                 data_loss = self.loss_fn(out, yb)
-            self.optimizer.zero_grad(set_to_none=True)
+            for param in self.params:  # zero_grad(set_to_none=True) without its wrapper (~15 µs a step)
+                param.grad = None
             self.objective(data_loss).backward()
             self.descend(sums, internals, xb, out, yb, data_loss)
         return sums
