@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, cast
 
 import torch
@@ -186,31 +187,32 @@ def clip_gradients(
     return None, None
 
 
-FusedCall = tuple[Callable[..., Any], list[list[torch.Tensor]], dict[str, Any]]
+Call = Callable[[], object]
 
 
 def step_optimizer(optimizer: torch.optim.Optimizer) -> None:
-    """optimizer.step(); a fused Adam or AdamW calls its kernels directly (see _fused_adam_calls)."""
-    calls = _fused_adam_calls(optimizer) if type(optimizer) in (torch.optim.Adam, torch.optim.AdamW) else None
+    """optimizer.step(); a fused Adam, AdamW or SGD calls its kernels directly (see _fused_calls)."""
+    calls = _fused_calls(optimizer)
     if calls is None:
         optimizer.step()
         return
     with torch.no_grad():
-        for kernel, (params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps), settings in calls:
-            torch._foreach_add_(steps, 1)
-            kernel(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, **settings)
+        for call in calls:
+            call()
     optimizer._opt_called = True  # type: ignore[attr-defined]  # what a scheduler's wrapper of step() notes
 
 
-def _fused_adam_calls(optimizer: torch.optim.Optimizer) -> list[FusedCall] | None:
-    """The kernel calls a fused Adam's step() makes, on the optimizer's own state tensors and with its
-    settings as they are now (schedules change lr); None where step() must run itself.
+def _fused_calls(optimizer: torch.optim.Optimizer) -> list[Call] | None:
+    """The kernel calls a fused optimizer's step() makes, on its own state tensors and with its settings
+    as they are now (schedules change lr); None where step() must run itself.
 
     step() spends ~60 µs a step on its wrapper, hooks and lists around these calls (~5% of a small MLP's
-    step). It runs itself for what this does not do: a first step (it creates the state), a parameter
-    without a gradient, hooks, a step() replaced on the instance, grad scaling, tensor settings.
+    step). It runs itself for what this does not do: other optimizers, a first step (it creates the
+    state), a parameter without a gradient, hooks, a step() replaced on the instance, grad scaling,
+    tensor settings.
     """
-    if (
+    kind = type(optimizer)
+    if kind not in (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD) or (
         optimizer._optimizer_step_pre_hooks
         or optimizer._optimizer_step_post_hooks
         or torch_optimizer._global_optimizer_pre_hooks
@@ -222,44 +224,83 @@ def _fused_adam_calls(optimizer: torch.optim.Optimizer) -> list[FusedCall] | Non
     replaced = optimizer.__dict__.get("step")  # a scheduler wraps step() only to note that it ran
     if replaced is not None and not hasattr(replaced, "_wrapped_by_lr_sched"):
         return None
-    calls: list[FusedCall] = []
+    if kind is torch.optim.SGD and getattr(optimizer, "_need_device_dtype_check_for_fused", True):
+        return None  # SGD's first step checks that the kernel supports the parameters' device and dtype
+    calls: list[Call] = []
     for group in optimizer.param_groups:
-        lr, (beta1, beta2) = group["lr"], group["betas"]
-        if not group["fused"] or group["capturable"] or group["differentiable"]:
-            return None
-        if any(isinstance(value, torch.Tensor) for value in (lr, beta1, beta2)):
+        if not group["fused"] or group["differentiable"] or group.get("capturable"):
             return None
         params: list[torch.Tensor] = group["params"]
         grads: list[torch.Tensor] = []
-        states: list[dict[str, Any]] = []
         for param in params:
-            grad, state = param.grad, optimizer.state.get(param)
-            if grad is None or grad.is_sparse or not state:
+            if param.grad is None or param.grad.is_sparse:
                 return None
-            grads.append(grad)
-            states.append(state)
-        amsgrad = group["amsgrad"]
-        lists = [
-            params,
-            grads,
-            [s["exp_avg"] for s in states],
-            [s["exp_avg_sq"] for s in states],
-            [s["max_exp_avg_sq"] for s in states] if amsgrad else [],
-            [s["step"] for s in states],
-        ]
-        kernel = torch._fused_adamw_ if group["decoupled_weight_decay"] else torch._fused_adam_
-        settings = {
-            "amsgrad": amsgrad,
-            "lr": lr,
-            "beta1": beta1,
-            "beta2": beta2,
-            "weight_decay": group["weight_decay"],
-            "eps": group["eps"],
-            "maximize": group["maximize"],
-            "grad_scale": None,
-            "found_inf": None,
-        }
-        # as step() does: one call per device and dtype
-        grouped = torch.optim.Optimizer._group_tensors_by_device_and_dtype(lists)
-        calls.extend((kernel, cast(list[list[torch.Tensor]], same), settings) for same, _ in grouped.values())
+            grads.append(param.grad)
+        build = _sgd_calls if kind is torch.optim.SGD else _adam_calls
+        group_calls = build(group, params, grads, [optimizer.state.get(p) for p in params])
+        if group_calls is None:
+            return None
+        calls.extend(group_calls)
     return calls
+
+
+def _by_device(lists: list[list[Any]]) -> list[list[list[torch.Tensor]]]:
+    """The lists split by device and dtype, as step() splits them (one kernel call each)."""
+    grouped = torch.optim.Optimizer._group_tensors_by_device_and_dtype(lists)
+    return [cast(list[list[torch.Tensor]], same) for same, _ in grouped.values()]
+
+
+def _adam_calls(
+    group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor], states: list[Any]
+) -> list[Call] | None:
+    """Adam's and AdamW's calls for one parameter group: count the step, then the fused update."""
+    lr, (beta1, beta2) = group["lr"], group["betas"]
+    if not all(states) or any(isinstance(value, torch.Tensor) for value in (lr, beta1, beta2)):
+        return None  # a first step creates the state
+    amsgrad = group["amsgrad"]
+    lists = [
+        params,
+        grads,
+        [s["exp_avg"] for s in states],
+        [s["exp_avg_sq"] for s in states],
+        [s["max_exp_avg_sq"] for s in states] if amsgrad else [],
+        [s["step"] for s in states],
+    ]
+    kernel = torch._fused_adamw_ if group["decoupled_weight_decay"] else torch._fused_adam_
+    settings = {
+        "amsgrad": amsgrad,
+        "lr": lr,
+        "beta1": beta1,
+        "beta2": beta2,
+        "weight_decay": group["weight_decay"],
+        "eps": group["eps"],
+        "maximize": group["maximize"],
+        "grad_scale": None,
+        "found_inf": None,
+    }
+    calls: list[Call] = []
+    for same in _by_device(lists):
+        calls += [partial(torch._foreach_add_, same[5], 1), partial(kernel, *same, **settings)]
+    return calls
+
+
+def _sgd_calls(
+    group: dict[str, Any], params: list[torch.Tensor], grads: list[torch.Tensor], states: list[Any]
+) -> list[Call] | None:
+    """SGD's call for one parameter group (with momentum, once the first step has made the buffers)."""
+    lr, momentum = group["lr"], group["momentum"]
+    buffers: list[Any] = [s.get("momentum_buffer") if s else None for s in states] if momentum != 0 else []
+    if isinstance(lr, torch.Tensor) or any(b is None for b in buffers):
+        return None
+    settings = {
+        "weight_decay": group["weight_decay"],
+        "momentum": momentum,
+        "lr": lr,
+        "dampening": group["dampening"],
+        "nesterov": group["nesterov"],
+        "maximize": group["maximize"],
+        "is_first_step": False,
+        "grad_scale": None,
+        "found_inf": None,
+    }
+    return [partial(torch._fused_sgd_, *same, **settings) for same in _by_device([params, grads, buffers])]

@@ -4,6 +4,7 @@ the optimizer step."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -62,7 +63,9 @@ def test_epoch_sums_take_global_norms_of_steps_with_different_numbers_of_gradien
     assert means["grad_norm_max"].item() == pytest.approx(12)
 
 
-def _twin_optimizers(kind: type[torch.optim.Adam], **settings: Any) -> list[torch.optim.Adam]:
+def _twin_optimizers(
+    kind: Callable[..., torch.optim.Optimizer], **settings: Any
+) -> list[torch.optim.Optimizer]:
     """Two optimizers over equal parameters (two groups, a matrix and a vector each)."""
     twins = []
     for _ in range(2):
@@ -73,9 +76,24 @@ def _twin_optimizers(kind: type[torch.optim.Adam], **settings: Any) -> list[torc
     return twins
 
 
-@pytest.mark.parametrize("kind", [torch.optim.Adam, torch.optim.AdamW])
-@pytest.mark.parametrize("settings", [{}, {"amsgrad": True}, {"weight_decay": 0.1, "maximize": True}])
-def test_the_direct_fused_step_is_the_optimizers_own(kind: type[torch.optim.Adam], settings: dict) -> None:
+ADAM_SETTINGS = [{}, {"amsgrad": True}, {"weight_decay": 0.1, "maximize": True}]
+SGD_SETTINGS = [
+    {},
+    {"momentum": 0.9},
+    {"momentum": 0.9, "nesterov": True, "weight_decay": 0.1},
+    {"momentum": 0.5, "dampening": 0.1, "maximize": True},
+]
+OPTIMIZERS = [
+    *[(torch.optim.Adam, s) for s in ADAM_SETTINGS],
+    *[(torch.optim.AdamW, s) for s in ADAM_SETTINGS],
+    *[(torch.optim.SGD, s) for s in SGD_SETTINGS],
+]
+
+
+@pytest.mark.parametrize(("kind", "settings"), OPTIMIZERS)
+def test_the_direct_fused_step_is_the_optimizers_own(
+    kind: Callable[..., torch.optim.Optimizer], settings: dict
+) -> None:
     """The same kernels on the same tensors: bit-identical parameters and state, the lr changing per step."""
     direct, stepped = _twin_optimizers(kind, **settings)
     generator = torch.Generator().manual_seed(1)
@@ -87,7 +105,7 @@ def test_the_direct_fused_step_is_the_optimizers_own(kind: type[torch.optim.Adam
             for p, grad in zip([p for g in optimizer.param_groups for p in g["params"]], grads, strict=True):
                 p.grad = grad.clone()
         if step > 0:  # the first step creates the state: torch's own step() takes it
-            assert optim._fused_adam_calls(direct) is not None
+            assert optim._fused_calls(direct) is not None
         step_optimizer(direct)
         stepped.step()
     for a, b in zip(direct.param_groups, stepped.param_groups, strict=True):
@@ -106,20 +124,20 @@ def test_the_optimizers_own_step_runs_where_the_direct_one_does_not_apply() -> N
     params = [p for g in optimizer.param_groups for p in g["params"]]
     for p in params:
         p.grad = torch.ones_like(p)
-    assert optim._fused_adam_calls(optimizer) is None  # no state yet
+    assert optim._fused_calls(optimizer) is None  # no state yet
     optimizer.step()
-    assert optim._fused_adam_calls(optimizer) is not None
+    assert optim._fused_calls(optimizer) is not None
     params[1].grad = None  # torch's step skips it
-    assert optim._fused_adam_calls(optimizer) is None
+    assert optim._fused_calls(optimizer) is None
     params[1].grad = torch.ones_like(params[1])
     calls: list[int] = []
     handle = optimizer.register_step_post_hook(lambda *_: calls.append(1))
-    assert optim._fused_adam_calls(optimizer) is None
+    assert optim._fused_calls(optimizer) is None
     step_optimizer(optimizer)
     assert calls == [1]
     handle.remove()
     optimizer.step = lambda *_: None  # type: ignore[method-assign,assignment]  # replaced, as tests do to watch it
-    assert optim._fused_adam_calls(optimizer) is None
+    assert optim._fused_calls(optimizer) is None
 
 
 def test_a_schedule_sees_the_direct_step() -> None:
