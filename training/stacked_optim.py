@@ -62,6 +62,7 @@ class JointOptimizers:
 
     def __init__(self, optimizers: Sequence[torch.optim.Optimizer], only: set[int] | None = None) -> None:
         _own_counters(optimizers)
+        self.optimizers = optimizers
         by_settings: dict[str, list[torch.optim.Optimizer]] = {}
         for optimizer in optimizers:
             by_settings.setdefault(_hyperparameters(optimizer), []).append(optimizer)
@@ -86,6 +87,7 @@ class JointOptimizers:
         """One step of every replica."""
         for optimizer in self.joint:
             step_optimizer(optimizer)
+        _stepped(self.optimizers)
 
 
 def _agree(states: Sequence[dict[str, Any]]) -> bool:
@@ -153,12 +155,20 @@ class LeafOptimizers:
         if not self.linked:  # optimizers create their state on the first step, then update it in place
             self._link()
             self.linked = True
+            _stepped(self.optimizers)
 
     def _link(self) -> None:
         for leaf, rows in self.shared:
             state = self.joint.state[leaf]
             for r, (optimizer, param) in enumerate(zip(self.optimizers, rows, strict=True)):
                 optimizer.state[param] = {k: v[r] if _per_element(v, leaf) else v for k, v in state.items()}
+
+
+def _stepped(optimizers: Sequence[torch.optim.Optimizer]) -> None:
+    """Note on each replica's optimizer that it stepped, as its own step() would: else its schedule warns
+    that it steps before the optimizer ever did."""
+    for optimizer in optimizers:
+        optimizer._opt_called = True  # type: ignore[attr-defined]
 
 
 def _per_element(value: Any, param: torch.Tensor) -> bool:

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 import torch
 
+from tests.training.conftest import make_spec
 from training import loop, metrics, optim
+from training.group import fit_group
 from training.loop import shuffled_batches
 from training.metrics import EpochSums
 from training.optim import step_optimizer
@@ -152,3 +154,12 @@ def test_a_schedule_sees_the_direct_step() -> None:
         warnings.simplefilter("error")  # "lr_scheduler.step() before optimizer.step()" would raise
         scheduler.step()
     assert optimizer.param_groups[0]["lr"] == 0.005
+
+
+def test_a_replica_groups_schedules_see_their_optimizers_step() -> None:
+    schedule = {"name": "adam", "schedule": {"type": "step", "step_size": 1}}
+    specs = [make_spec(optimizer=schedule, training={"epochs": 2, "seed": seed}) for seed in range(2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "lr_scheduler.step() before optimizer.step()" would raise
+        results = fit_group(specs)
+    assert [r.status for r in results] == ["succeeded", "succeeded"]
