@@ -15,7 +15,7 @@ from training import loop, metrics, optim
 from training.group import fit_group
 from training.loop import shuffled_batches
 from training.metrics import EpochSums
-from training.optim import step_optimizer
+from training.optim import backward, step_optimizer
 
 
 @pytest.mark.parametrize("block_bytes", [1, 3000, 2**20])
@@ -163,3 +163,21 @@ def test_a_replica_groups_schedules_see_their_optimizers_step() -> None:
         warnings.simplefilter("error")  # "lr_scheduler.step() before optimizer.step()" would raise
         results = fit_group(specs)
     assert [r.status for r in results] == ["succeeded", "succeeded"]
+
+
+def test_backward_gives_the_gradients_of_torchs_backward() -> None:
+    """The same engine on the same graph: bit-identical gradients, an input's included."""
+    first = torch.nn.Linear(4, 8)
+    model = torch.nn.Sequential(first, torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(16, 4, generator=generator), torch.randint(0, 3, (16,), generator=generator)
+    grads = []
+    for run in (backward, torch.Tensor.backward):
+        model.zero_grad(set_to_none=True)
+        inputs = x.clone().requires_grad_(True)  # as diagnostics watch a sequence's inputs
+        run(torch.nn.functional.cross_entropy(model(inputs), y) + first.weight.pow(2).sum())
+        grads.append([inputs.grad, *(p.grad for p in model.parameters())])
+    for ours, theirs in zip(*grads, strict=True):
+        assert ours is not None and theirs is not None and torch.equal(ours, theirs)
+    with pytest.raises(RuntimeError, match="only for scalar outputs"):
+        backward(model(x))  # a vector has no implicit seed, as with Tensor.backward
