@@ -29,12 +29,14 @@ from training.diagnostics import Diagnostics
 from training.metrics import TRAIN_SAMPLE, EpochSums, evaluate, in_original_units, split_metrics
 from training.network import Internals, Network, build_network, weight_matrices
 from training.optim import (
+    backward,
     build_optimizer,
     build_scheduler,
     clip_gradients,
     grad_norms,
     l2_penalty,
     loss_function,
+    step_optimizer,
     step_scheduler,
     stretch_schedule,
 )
@@ -139,8 +141,9 @@ class Trainer:
             with self.precision():
                 out = self.model(xb, internals)
                 data_loss = self.loss_fn(out, yb)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.objective(data_loss).backward()
+            for param in self.params:  # zero_grad(set_to_none=True) without its wrapper (~15 µs a step)
+                param.grad = None
+            backward(self.objective(data_loss))
             self.descend(sums, internals, xb, out, yb, data_loss)
         return sums
 
@@ -179,7 +182,7 @@ class Trainer:
         else:
             sums.add_grad_norm(norm, clipped)
         if step:
-            self.optimizer.step()
+            step_optimizer(self.optimizer)
         if self.data.targets is not None:  # the running loss is reported in the targets' units
             data_loss = self.reported_loss(out.detach(), y)
         sums.add_batch(data_loss, out, y, self.data.task == Task.classification)

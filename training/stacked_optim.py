@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from training.optim import step_optimizer
+
 Shared = Sequence[tuple[torch.Tensor, Sequence[nn.Parameter]]]  # a stacked leaf and its rows' parameters
 
 
@@ -60,6 +62,7 @@ class JointOptimizers:
 
     def __init__(self, optimizers: Sequence[torch.optim.Optimizer], only: set[int] | None = None) -> None:
         _own_counters(optimizers)
+        self.optimizers = optimizers
         by_settings: dict[str, list[torch.optim.Optimizer]] = {}
         for optimizer in optimizers:
             by_settings.setdefault(hyperparameters(optimizer), []).append(optimizer)
@@ -88,7 +91,8 @@ class JointOptimizers:
     def step(self) -> None:
         """One step of every replica."""
         for optimizer in self.joint:
-            optimizer.step()
+            step_optimizer(optimizer)
+        _stepped(self.optimizers)
 
 
 def _agree(states: Sequence[dict[str, Any]]) -> bool:
@@ -150,18 +154,26 @@ class LeafOptimizers:
 
     def step(self) -> None:
         """One step of every replica; after the first, each row's state is a view of its leaf's."""
-        self.joint.step()
+        step_optimizer(self.joint)
         if self.rest is not None:
             self.rest.step()
         if not self.linked:  # optimizers create their state on the first step, then update it in place
             self._link()
             self.linked = True
+            _stepped(self.optimizers)
 
     def _link(self) -> None:
         for leaf, rows in self.shared:
             state = self.joint.state[leaf]
             for r, (optimizer, param) in enumerate(zip(self.optimizers, rows, strict=True)):
                 optimizer.state[param] = {k: v[r] if _per_element(v, leaf) else v for k, v in state.items()}
+
+
+def _stepped(optimizers: Sequence[torch.optim.Optimizer]) -> None:
+    """Note on each replica's optimizer that it stepped, as its own step() would: else its schedule warns
+    that it steps before the optimizer ever did."""
+    for optimizer in optimizers:
+        optimizer._opt_called = True  # type: ignore[attr-defined]
 
 
 def _per_element(value: Any, param: torch.Tensor) -> bool:
