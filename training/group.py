@@ -21,7 +21,7 @@ from training.grouping import can_stack, replica_key
 from training.loop import FAILURES, Trainer, failed_result, write_result
 from training.metrics import EVAL_CHUNK
 from training.network import Internals, LayerInternals
-from training.optim import l2_penalty
+from training.optim import backward, l2_penalty
 from training.records import EpochRecord, RunResult
 from training.spec import JobSpec, Task
 from training.stacked import DropoutMasks, StackedNetwork
@@ -160,7 +160,7 @@ class Stack:
         for trainer in self.l2:
             objective = objective + l2_penalty(trainer.weights, trainer.spec.generalization.l2)
         self.network.zero_grad()
-        objective.backward()
+        backward(objective)
         if internals is not None and self.diagnostics.usable:
             self.diagnostics.sample(internals, out)
         elif internals is not None:
