@@ -21,10 +21,12 @@ from trainctl.server import WORKER_STOP_GRACE_S
 
 pytestmark = pytest.mark.slow
 
+# Long enough (several seconds on a fast, idle CPU) that the jobs are still running when SIGTERM comes a
+# second after their first epoch: at 20 epochs a faster engine finished them first.
 BASE: dict[str, Any] = {
     "dataset": {"name": "moons", "samples": 2000},
     "network": {"type": "mlp", "hidden_layers": [32, 32]},
-    "training": {"epochs": 20, "batch_size": 16, "seed": 0},
+    "training": {"epochs": 100, "batch_size": 16, "seed": 0},
 }
 
 
@@ -108,7 +110,7 @@ def test_sigterm_hands_back_both_jobs_of_a_sweep_within_the_grace(
         with make_session_factory(engine)() as session:
             for job_id in job_ids:
                 epochs = session.scalars(select(EpochMetric.epoch).where(EpochMetric.job_id == job_id)).all()
-                assert sorted(epochs) == list(range(1, 21)), "every epoch recorded once"
+                assert sorted(epochs) == list(range(1, BASE["training"]["epochs"] + 1)), "every epoch once"
         engine.dispose()
     finally:
         first.stop()
