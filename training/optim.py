@@ -207,18 +207,23 @@ def backward(objective: torch.Tensor) -> None:
 
 
 def step_optimizer(optimizer: torch.optim.Optimizer) -> None:
-    """optimizer.step(); a fused Adam, AdamW or SGD calls its kernels directly (see _fused_calls)."""
-    calls = _fused_calls(optimizer)
+    """optimizer.step(); a fused Adam, AdamW or SGD calls its kernels directly (see fused_calls)."""
+    calls = fused_calls(optimizer)
     if calls is None:
         optimizer.step()
         return
-    with torch.no_grad():
-        for call in calls:
-            call()
+    run_calls(calls)
     optimizer._opt_called = True  # type: ignore[attr-defined]  # what a scheduler's wrapper of step() notes
 
 
-def _fused_calls(optimizer: torch.optim.Optimizer) -> list[Call] | None:
+def run_calls(calls: list[Call]) -> None:
+    """Make an optimizer step's kernel calls (fused_calls)."""
+    with torch.no_grad():
+        for call in calls:
+            call()
+
+
+def fused_calls(optimizer: torch.optim.Optimizer) -> list[Call] | None:
     """The kernel calls a fused optimizer's step() makes, on its own state tensors and with its settings
     as they are now (schedules change lr); None where step() must run itself.
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from training.optim import step_optimizer
+from training.optim import Call, fused_calls, run_calls, step_optimizer
 
 Shared = Sequence[tuple[torch.Tensor, Sequence[nn.Parameter]]]  # a stacked leaf and its rows' parameters
 
@@ -133,6 +133,7 @@ class LeafOptimizers:
                     for k, v in states[0].items()
                 }
         self.linked = False
+        self.calls: list[Call] | None = None
         in_leaves = {id(p) for _, rows in shared for p in rows}
         own = {
             id(p) for o in optimizers for g in o.param_groups for p in g["params"] if id(p) not in in_leaves
@@ -154,13 +155,20 @@ class LeafOptimizers:
 
     def step(self) -> None:
         """One step of every replica; after the first, each row's state is a view of its leaf's."""
-        step_optimizer(self.joint)
+        if self.calls is not None:
+            run_calls(self.calls)
+        else:
+            step_optimizer(self.joint)
         if self.rest is not None:
             self.rest.step()
         if not self.linked:  # optimizers create their state on the first step, then update it in place
             self._link()
             self.linked = True
             _stepped(self.optimizers)
+            # The joint's tensors (leaves, their gradients, its state) and settings stay while it lives (a
+            # schedule changes a rate between epochs, and then the group builds a new one): its kernel
+            # calls are made once.
+            self.calls = fused_calls(self.joint)
 
     def _link(self) -> None:
         for leaf, rows in self.shared:

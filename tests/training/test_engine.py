@@ -107,7 +107,7 @@ def test_the_direct_fused_step_is_the_optimizers_own(
             for p, grad in zip([p for g in optimizer.param_groups for p in g["params"]], grads, strict=True):
                 p.grad = grad.clone()
         if step > 0:  # the first step creates the state: torch's own step() takes it
-            assert optim._fused_calls(direct) is not None
+            assert optim.fused_calls(direct) is not None
         step_optimizer(direct)
         stepped.step()
     for a, b in zip(direct.param_groups, stepped.param_groups, strict=True):
@@ -126,20 +126,20 @@ def test_the_optimizers_own_step_runs_where_the_direct_one_does_not_apply() -> N
     params = [p for g in optimizer.param_groups for p in g["params"]]
     for p in params:
         p.grad = torch.ones_like(p)
-    assert optim._fused_calls(optimizer) is None  # no state yet
+    assert optim.fused_calls(optimizer) is None  # no state yet
     optimizer.step()
-    assert optim._fused_calls(optimizer) is not None
+    assert optim.fused_calls(optimizer) is not None
     params[1].grad = None  # torch's step skips it
-    assert optim._fused_calls(optimizer) is None
+    assert optim.fused_calls(optimizer) is None
     params[1].grad = torch.ones_like(params[1])
     calls: list[int] = []
     handle = optimizer.register_step_post_hook(lambda *_: calls.append(1))
-    assert optim._fused_calls(optimizer) is None
+    assert optim.fused_calls(optimizer) is None
     step_optimizer(optimizer)
     assert calls == [1]
     handle.remove()
     optimizer.step = lambda *_: None  # type: ignore[method-assign,assignment]  # replaced, as tests do to watch it
-    assert optim._fused_calls(optimizer) is None
+    assert optim.fused_calls(optimizer) is None
 
 
 def test_a_schedule_sees_the_direct_step() -> None:
