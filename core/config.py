@@ -119,7 +119,9 @@ class Settings(BaseSettings):
         256, ge=1, description="Most jobs one sweep may create (grid points × seeds)."
     )
     replica_groups: bool = Field(
-        True, description="Train a sweep's jobs that differ only in seed, lr, L2, ... as one stacked model."
+        True,
+        description="Train a sweep's jobs that differ only in seed, lr, L2, activation, ... as one stacked "
+        "model.",
     )
     replica_group_memory_mb: float = Field(
         512.0,

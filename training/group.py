@@ -1,4 +1,5 @@
-"""fit_group(): the jobs of one configuration that differ only in their seed, trained as one stacked model.
+"""fit_group(): jobs of one network that differ only in what each replica keeps to itself (seed, optimizer,
+activation, ...: training.grouping), trained as one stacked model.
 
 Each replica is the job it replaces: its own Trainer (data split, initialization, batch order, optimizer,
 schedule, early stopping, diagnostics, checkpoints, callbacks) as fit() builds it; only the steps run
