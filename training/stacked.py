@@ -78,15 +78,21 @@ def linear(x: torch.Tensor, layer: Affine) -> torch.Tensor:
 Runs = list[tuple[int, int, nn.Module]]  # replicas [start, stop) and the activation they share
 
 
-def activation_runs(activations: Sequence[nn.Module]) -> Runs:
-    """The replicas' activations as runs of neighbours that share one (a group orders its replicas so)."""
-    runs: Runs = []
-    for row, activation in enumerate(activations):
-        if runs and repr(runs[-1][2]) == repr(activation):
-            runs[-1] = (runs[-1][0], row + 1, activation)
+def runs(keys: Sequence[object]) -> list[tuple[int, int]]:
+    """(start, stop) of each run of neighbouring replicas with equal keys (a group orders its replicas by
+    activation, so that each activation, and each way of reading one, is one run)."""
+    bounds: list[tuple[int, int]] = []
+    for row, key in enumerate(keys):
+        if bounds and keys[bounds[-1][0]] == key:
+            bounds[-1] = (bounds[-1][0], row + 1)
         else:
-            runs.append((row, row + 1, activation))
-    return runs
+            bounds.append((row, row + 1))
+    return bounds
+
+
+def activation_runs(activations: Sequence[nn.Module]) -> Runs:
+    """The replicas' activations as runs of neighbours that share one."""
+    return [(start, stop, activations[start]) for start, stop in runs([repr(a) for a in activations])]
 
 
 def activate(x: torch.Tensor, runs: Runs, dim: int, width: int = 1) -> torch.Tensor:

@@ -13,6 +13,7 @@ import torch
 
 from training.diagnostics import FIELDS, Diagnostics, add_counts
 from training.network import Internals, LayerInternals
+from training.stacked import runs
 from training.stacked_optim import Shared
 
 
@@ -55,18 +56,6 @@ def _rows(internals: Internals, start: int, stop: int) -> Internals:
     }
 
 
-def _runs(diagnostics: Sequence[Diagnostics]) -> list[tuple[int, int]]:
-    """Neighbouring replicas whose activations are read by the same rules (a group orders its replicas
-    by activation): (start, stop) of each run."""
-    runs: list[tuple[int, int]] = []
-    for row, own in enumerate(diagnostics):
-        if runs and diagnostics[runs[-1][0]].rules == own.rules:
-            runs[-1] = (runs[-1][0], row + 1)
-        else:
-            runs.append((row, row + 1))
-    return runs
-
-
 class StackedDiagnostics:
     """Samples every replica's diagnostics at once, one set of reductions per run of replicas whose
     activations are read alike (not for sequences: their inputs' gradients are read per replica);
@@ -78,7 +67,7 @@ class StackedDiagnostics:
         leaves = _weight_leaves(diagnostics, shared)
         self.usable = not first.sequences and leaves is not None
         self.leaves = leaves or []
-        self.runs = _runs(diagnostics)
+        self.runs = runs([d.rules for d in diagnostics])  # replicas whose activations are read alike
         device = first.sums.device
         self.sums = torch.zeros(len(diagnostics), len(FIELDS), len(first.groups), device=device)
         self.seen = [self._no_counts() for _ in self.runs]  # per run, on the host, as Diagnostics keeps it
@@ -99,10 +88,10 @@ class StackedDiagnostics:
         for (start, stop), seen in zip(self.runs, self.seen, strict=True):
             present = self._no_counts()
             present[0] = [1] * len(present[0])
-            whole = len(self.runs) == 1
-            part = internals if whole else _rows(internals, start, stop)
-            rule = self.diagnostics[start]
-            statistics = rule.activation_statistics(part, outputs[start:stop], per_replica=True)
+            part = internals if len(self.runs) == 1 else _rows(internals, start, stop)
+            statistics = self.diagnostics[start].activation_statistics(
+                part, outputs[start:stop], per_replica=True
+            )
             for row, index, value in statistics:
                 values[start:stop, row, index], present[row][index] = value, 1
             add_counts(seen, present)
