@@ -157,6 +157,17 @@ def test_plateau_schedules_move_each_replica_on_its_own() -> None:
         assert [r["val_loss"] for r in replica] == pytest.approx([r["val_loss"] for r in solo], rel=1e-4)
 
 
+def test_a_schedule_that_moves_every_replica_alike_moves_their_stacked_step_too() -> None:
+    # the stack (and its optimizer's kernel calls) lasts from epoch to epoch only while the rates stay
+    decay = {"optimizer": {"name": "adam", "schedule": {"type": "step", "step_size": 1, "gamma": 0.3}}}
+    specs = seeds(decay, count=2, epochs=4)
+    _, records = grouped(specs)
+    for spec, replica in zip(specs, records, strict=True):
+        solo = run_fit(spec)[1]
+        assert [r["learning_rate"] for r in replica] == [r["learning_rate"] for r in solo]
+        assert [r["val_loss"] for r in replica] == pytest.approx([r["val_loss"] for r in solo], rel=1e-4)
+
+
 def test_a_diverging_replica_fails_alone() -> None:
     raw = {"dataset": {"name": "diabetes"}, "normalization": {"inputs": "none"}}
     calm, wild = seeds(raw, count=2, epochs=2)
