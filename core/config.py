@@ -75,6 +75,13 @@ class Settings(BaseSettings):
         "training yields the CPU to them; no effect on a host that only trains.",
     )
 
+    checkpoint_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="Seconds between writes of a running job's best and last checkpoints (and one at its "
+        "end); a job resumed after a lost worker redoes at most this much. 0: after every epoch.",
+    )
+
     # Limits (the service's own; the spec has hard ceilings above these).
     keep_checkpoints: int = Field(
         3,

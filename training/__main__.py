@@ -58,7 +58,8 @@ def _run(args: argparse.Namespace) -> int:
             _print_epoch(record)
 
     try:
-        result = fit(spec, args.out, callbacks=[Printer()], resume=args.resume)
+        seconds = args.checkpoint_seconds
+        result = fit(spec, args.out, callbacks=[Printer()], resume=args.resume, checkpoint_seconds=seconds)
     except ValueError as error:  # --resume onto a checkpoint written for another spec
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -78,6 +79,14 @@ def _validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _seconds(text: str) -> float:
+    """A duration in seconds, 0 or more."""
+    seconds = float(text)
+    if not seconds >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, 0 or more (got {text})")
+    return seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run it."""
     parser = argparse.ArgumentParser(prog="python -m training", description="trainctl's training engine")
@@ -87,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--out", type=Path, required=True, help="folder for metrics, checkpoints, result")
     run.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last")
     run.add_argument("--epochs", type=int, help="override training.epochs")
+    run.add_argument(
+        "--checkpoint-seconds",
+        type=_seconds,
+        default=0.0,
+        help="write best and last at most this often, and at the end (default 0: after every epoch)",
+    )
     run.set_defaults(handler=_run)
     validate = commands.add_parser("validate", help="print the normalized spec and its warnings")
     validate.add_argument("spec", type=Path, help="job spec (JSON)")

@@ -27,7 +27,7 @@ class Callback:
         """Learn that a checkpoint file was written (or overwritten)."""
 
     def should_stop(self) -> bool:
-        """Polled between steps: return True to cancel the run (it ends 'cancelled' after a checkpoint)."""
+        """Polled between steps: True cancels the run (it ends 'cancelled'; a resume starts from `last`)."""
         return False
 
     @property

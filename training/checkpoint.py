@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import safe_open
+from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import save_file
 
 from training.callbacks import Callback, EarlyStopper
@@ -52,8 +54,16 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_checkpoint(
-    path: Path,
+@dataclass
+class Contents:
+    """What one checkpoint file holds, taken at one moment (its tensors are copies)."""
+
+    epoch: int
+    tensors: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+
+
+def checkpoint_contents(
     *,
     model: torch.nn.Module,
     scaler: Scaler,
@@ -61,8 +71,8 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     rng: dict[str, torch.Tensor] | None = None,
     targets: Scaler | None = None,
-) -> None:
-    """Write atomically (temp file, then rename) so a reader never sees half a checkpoint."""
+) -> Contents:
+    """Weights, optimizer, RNG and scaling as they are now, copied (training may go on before the write)."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors["scaler.shift"], tensors["scaler.scale"] = scaler.shift, scaler.scale
     meta = {**meta, "scaler": scaler.kind.value, "target_scaler": targets.kind.value if targets else None}
@@ -74,9 +84,19 @@ def save_checkpoint(
     for name, state in (rng or {}).items():
         tensors[f"rng.{name}"] = state
     tensors = {k: v.detach().to("cpu").clone().contiguous() for k, v in tensors.items()}
+    return Contents(epoch=meta["epoch"], tensors=tensors, meta=meta)
+
+
+def write_checkpoint(path: Path, contents: Contents) -> None:
+    """Write atomically (temp file, then rename) so a reader never sees half a checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
-    save_file(tensors, str(partial), metadata={"format": FORMAT, "meta": json.dumps(meta)})
+    metadata = {"format": FORMAT, "meta": json.dumps(contents.meta)}
+    tensors = contents.tensors
+    if any(t.dtype == torch.bfloat16 for t in tensors.values()):  # numpy has no bfloat16
+        save_file(tensors, str(partial), metadata=metadata)
+    else:  # the same bytes, without safetensors.torch's per-tensor checks (a third of a small save)
+        save_numpy(dict(zip(tensors, [t.numpy() for t in tensors.values()], strict=True)), partial, metadata)
     os.replace(partial, path)
 
 
@@ -96,7 +116,7 @@ def prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.T
 
 
 def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    """Load the optimizer state saved by save_checkpoint."""
+    """Load the optimizer state a checkpoint holds."""
     optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
 
 
@@ -134,36 +154,72 @@ def callback_states(meta: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 class CheckpointWriter(Callback):
-    """Keeps `best` (when the stopper saw an improvement), `last`, and `epoch-N` every `every` epochs."""
+    """Keeps `best` (when the stopper saw an improvement), `last`, and `epoch-N` every `every` epochs.
+
+    With `seconds` > 0, `best` and `last` are written together at most that often, and when the run
+    ends or stops (`flush`): a small network's epoch can take less time than writing its checkpoint.
+    Meanwhile the newest epoch's checkpoint (and the best one) wait in memory, so the files always
+    belong to one moment, a run cancelled or handed back still resumes from its last finished epoch,
+    and only a killed one redoes up to those seconds.
+    """
 
     def __init__(
         self,
         folder: Path | None,
-        save: Callable[[str], None],
+        save: Callable[[str, Contents | None], None],
+        contents: Callable[[], Contents],
         stopper: EarlyStopper,
         every: int | None,
         model: torch.nn.Module,
         keep_best: bool = True,
+        seconds: float = 0.0,
     ) -> None:
         self.folder = folder  # None: keep the best weights in memory only
         self.keep_best = keep_best  # copy the best weights in memory (for early stopping's restore_best)
         self.save = save
+        self.contents = contents
         self.stopper = stopper
         self.every = every
         self.model = model
+        self.seconds = seconds
+        self.written = time.monotonic()  # when best and last were last written
+        self.pending_best: Contents | None = None  # epochs not written yet
+        self.pending_last: Contents | None = None
         self.best_record: EpochRecord | None = None
         self.best_weights: dict[str, torch.Tensor] | None = None
 
     def on_epoch_end(self, record: EpochRecord) -> None:
-        """Write this epoch's checkpoints (after the stopper has seen the record)."""
+        """Write this epoch's checkpoints, or keep them for later (after the stopper has seen the record)."""
+        periodic = bool(self.every and record.epoch % self.every == 0)
         if self.stopper.improved:
             self.best_record = record
             if self.keep_best:
                 self.best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            self.save("best")
-        self.save("last")
-        if self.every and record.epoch % self.every == 0:
-            self.save(f"epoch-{record.epoch:05d}")
+        if self.folder is None:
+            return
+        if not periodic and time.monotonic() - self.written < self.seconds:
+            self.pending_last = self.contents()
+            self.pending_best = self.pending_last if self.stopper.improved else self.pending_best
+            return
+        if self.stopper.improved:
+            self.pending_best = None
+            self.save("best", None)
+        self._write(self.pending_best, None)
+        if periodic:
+            self.save(f"epoch-{record.epoch:05d}", None)
+
+    def flush(self) -> None:
+        """Write the checkpoints waiting in memory (the run ends or stops)."""
+        if self.pending_last is not None:
+            self._write(self.pending_best, self.pending_last)
+
+    def _write(self, best: Contents | None, last: Contents | None) -> None:
+        """`best` when one waits, then `last` (None: of this moment)."""
+        if best is not None:
+            self.save("best", best)
+        self.save("last", last)
+        self.pending_best = self.pending_last = None
+        self.written = time.monotonic()
 
     def state_dict(self) -> dict[str, Any]:
         """The best epoch's record (its weights are in best.safetensors)."""

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from training.callbacks import Callback, CheckpointInfo
+from training.checkpoint import Contents
 from training.grouping import can_stack, replica_key
 from training.loop import FAILURES, Trainer, failed_result, write_result
 from training.metrics import EVAL_CHUNK
@@ -36,18 +37,21 @@ Evaluation = dict[str, torch.Tensor]
 class ReplicaTrainer(Trainer):
     """A replica's trainer: its epoch's evaluations may come from the group's stacked pass."""
 
-    def __init__(self, spec: JobSpec, out_dir: Path | None, callbacks: Sequence[Callback]) -> None:
-        super().__init__(spec, out_dir, callbacks)
+    def __init__(
+        self, spec: JobSpec, out_dir: Path | None, callbacks: Sequence[Callback], checkpoint_seconds: float
+    ) -> None:
+        super().__init__(spec, out_dir, callbacks, checkpoint_seconds)
         self.evaluated: dict[int, Evaluation] = {}  # by id() of the split's inputs
         self.best_saved: int | None = None  # the epoch whose `best` checkpoint was written last
 
-    def _save(self, name: str) -> None:
+    def _save(self, name: str, contents: Contents | None = None) -> None:
         """Write checkpoint `name` as the job alone does; `last` right after the same epoch's `best` is
         that file under its name (a hard link: best and last are then written once, not twice)."""
         folder = self.out_dir / "checkpoints" if self.out_dir is not None else None
-        if folder is None or name != "last" or self.best_saved != self.epoch:
-            super()._save(name)
-            self.best_saved = self.epoch if name == "best" else self.best_saved
+        epoch = contents.epoch if contents is not None else self.epoch
+        if folder is None or name != "last" or self.best_saved != epoch:
+            super()._save(name, contents)
+            self.best_saved = epoch if name == "best" else self.best_saved
             return
         path, partial = folder / "last.safetensors", folder / "last.partial"
         try:
@@ -55,10 +59,10 @@ class ReplicaTrainer(Trainer):
             os.link(folder / "best.safetensors", partial)
             os.replace(partial, path)  # later writes of either replace its name, never the shared file
         except OSError:  # a file system without hard links
-            super()._save(name)
+            super()._save(name, contents)
             return
         for callback in self.callbacks:
-            callback.on_checkpoint(CheckpointInfo(name=name, path=path, epoch=self.epoch))
+            callback.on_checkpoint(CheckpointInfo(name=name, path=path, epoch=epoch))
 
     def evaluate(self, X: torch.Tensor, y: torch.Tensor, observe: bool = False) -> Evaluation:
         """The stacked pass's result for this split when it has one (it observed too), else the job's own."""
@@ -343,11 +347,13 @@ def fit_group(
     callbacks: Sequence[Sequence[Callback]] | None = None,
     resume: bool = False,
     after_epoch: Callable[[], None] = lambda: None,
+    checkpoint_seconds: float = 0.0,
 ) -> list[RunResult]:
     """Train the jobs of `specs` (one configuration, several seeds) together; one result per spec.
 
-    Each job's folder, callbacks and result are exactly what fit(spec, out_dir, callbacks) gives it.
-    `after_epoch` is called once the group's replicas have all ended an epoch (to batch their reports).
+    Each job's folder, callbacks and result are exactly what fit(spec, out_dir, callbacks,
+    checkpoint_seconds=checkpoint_seconds) gives it. `after_epoch` is called once the group's replicas
+    have all ended an epoch (to batch their reports).
     """
     outs = [Path(o) if o is not None else None for o in (out_dirs or [None] * len(specs))]
     hooks = callbacks or [()] * len(specs)
@@ -356,7 +362,7 @@ def fit_group(
     for index, (spec, out, own) in enumerate(zip(specs, outs, hooks, strict=True)):
         started, trainer = time.perf_counter(), None
         try:
-            trainer = ReplicaTrainer(spec, out, own)
+            trainer = ReplicaTrainer(spec, out, own, checkpoint_seconds)
             if resume and out is not None:
                 trainer.resume()
         except FAILURES as failure:

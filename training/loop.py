@@ -14,14 +14,16 @@ import torch
 from training.callbacks import Callback, CheckpointInfo, EarlyStopper, MetricsLog
 from training.checkpoint import (
     CheckpointWriter,
+    Contents,
     callback_states,
     check_resumable,
+    checkpoint_contents,
     prefixed,
     read_checkpoint,
     restore_optimizer,
     restore_rng,
     rng_state,
-    save_checkpoint,
+    write_checkpoint,
 )
 from training.data import Splits, prepare
 from training.device import JobFailure, TrainingDiverged, precision_context, release_memory, resolve_device
@@ -67,7 +69,13 @@ def shuffled_batches(
 class Trainer:
     """One training run of a spec; fit() is its public face."""
 
-    def __init__(self, spec: JobSpec, out_dir: Path | None, callbacks: Sequence[Callback]) -> None:
+    def __init__(
+        self,
+        spec: JobSpec,
+        out_dir: Path | None,
+        callbacks: Sequence[Callback],
+        checkpoint_seconds: float = 0.0,
+    ) -> None:
         self.spec, self.out_dir = spec, out_dir
         self.device = resolve_device(spec.training.device)
         self.precision = precision_context(spec.training.precision, self.device)
@@ -110,10 +118,12 @@ class Trainer:
         self.checkpoints = CheckpointWriter(
             checkpoints,
             self._save,
+            self._contents,
             self.stopper,
             spec.training.checkpoint_every,
             self.model,
             keep_best=bool(stopping and stopping.restore_best),
+            seconds=checkpoint_seconds,
         )
         self.diagnostics = Diagnostics(self.model, spec, sequences=self.data.kind == "sequence")
         self.metrics_log = MetricsLog(out_dir / "metrics.jsonl") if out_dir is not None else None
@@ -227,11 +237,8 @@ class Trainer:
         )
         return EpochRecord(**fields)
 
-    def _save(self, name: str) -> None:
-        """Write checkpoint `name` (weights, optimizer, RNG and every callback's state) and announce it."""
-        if self.out_dir is None:
-            return
-        path = self.out_dir / "checkpoints" / f"{name}.safetensors"
+    def _contents(self) -> Contents:
+        """A checkpoint of this moment: weights, optimizer, RNG and every callback's state."""
         meta = {
             "spec": self.spec.model_dump(mode="json"),
             "epoch": self.epoch,
@@ -245,8 +252,7 @@ class Trainer:
             "seconds": self.seconds_before + time.perf_counter() - self.started,
             "torch_version": torch.__version__,
         }
-        save_checkpoint(
-            path,
+        return checkpoint_contents(
             model=self.model,
             scaler=self.data.scaler,
             meta=meta,
@@ -254,8 +260,16 @@ class Trainer:
             rng=rng_state(self.device, self.batches),
             targets=self.data.targets,
         )
+
+    def _save(self, name: str, contents: Contents | None = None) -> None:
+        """Write checkpoint `name` (of this moment, or `contents` taken earlier) and announce it."""
+        if self.out_dir is None:
+            return
+        path = self.out_dir / "checkpoints" / f"{name}.safetensors"
+        contents = contents or self._contents()
+        write_checkpoint(path, contents)
         for callback in self.callbacks:
-            callback.on_checkpoint(CheckpointInfo(name=name, path=path, epoch=self.epoch))
+            callback.on_checkpoint(CheckpointInfo(name=name, path=path, epoch=contents.epoch))
 
     def resume(self) -> None:
         """Continue exactly where the `last` checkpoint left off (weights, optimizer, RNG, callbacks)."""
@@ -340,6 +354,7 @@ class Trainer:
 
     def finish(self, status: RunStatus, stop_reason: str) -> RunResult:
         """Restore the best weights when the spec asks to, then the run's result."""
+        self.checkpoints.flush()  # before the best weights replace the last
         stopping = self.spec.generalization.early_stopping
         if stopping and stopping.restore_best and self.checkpoints.best_weights is not None:
             self.model.load_state_dict(self.checkpoints.best_weights)
@@ -381,15 +396,19 @@ def fit(
     out_dir: Path | str | None = None,
     callbacks: Sequence[Callback] = (),
     resume: bool = False,
+    checkpoint_seconds: float = 0.0,
 ) -> RunResult:
-    """Train the network a spec describes; writes metrics.jsonl, checkpoints and result.json to out_dir."""
+    """Train the network a spec describes; writes metrics.jsonl, checkpoints and result.json to out_dir.
+
+    `checkpoint_seconds`: write `best` and `last` at most this often, and at the end (0: every epoch).
+    """
     out = Path(out_dir) if out_dir is not None else None
     if resume and out is None:
         raise ValueError("resume needs the out_dir of the run to continue")
     started = time.perf_counter()
     trainer: Trainer | None = None
     try:
-        trainer = Trainer(spec, out, callbacks)
+        trainer = Trainer(spec, out, callbacks, checkpoint_seconds)
         if resume:
             trainer.resume()
         result = trainer.run()

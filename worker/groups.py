@@ -109,6 +109,7 @@ def _train_together(context: WorkerContext, attempts: dict[str, str]) -> list[st
                         [[m[3]] for m in members],
                         resume=True,
                         after_epoch=report.flush,
+                        checkpoint_seconds=context.settings.checkpoint_seconds,
                     )
                 report.flush()
             except Exception as error:

@@ -195,7 +195,13 @@ def _train(context: WorkerContext, job_id: str, attempt: str, heartbeat: JobHear
 
             cache = DatasetCache(context.settings.resolved_dataset_cache, context.settings.dataset_mirror)
             with using_cache(cache):  # benchmarks are read from (and fetched into) this worker's cache
-                result = training.fit(spec, out_dir=out_dir / "run", callbacks=[callback], resume=resume)
+                result = training.fit(
+                    spec,
+                    out_dir=out_dir / "run",
+                    callbacks=[callback],
+                    resume=resume,
+                    checkpoint_seconds=context.settings.checkpoint_seconds,
+                )
         except Exception as error:
             log.exception("job %s failed", job_id)
             return finish(context, job_id, attempt, JobStatus.failed, error=describe_error(error))

@@ -53,6 +53,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "TRAINCTL_HEARTBEAT_TIMEOUT": str(settings.heartbeat_timeout),
         "TRAINCTL_REAPER_INTERVAL": str(settings.reaper_interval),
         "TRAINCTL_BROKER_POLL_INTERVAL": str(settings.broker_poll_interval),
+        "TRAINCTL_CHECKPOINT_SECONDS": str(settings.checkpoint_seconds),
     }
     if settings.broker_url:
         env["TRAINCTL_BROKER_URL"] = settings.broker_url
@@ -63,7 +64,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 def reaping_settings(tmp_path: Path, queue: str) -> Settings:
-    """A migrated SQLite deployment whose reaper re-queues a job silent for 2 s, checking twice a second."""
+    """A migrated SQLite deployment whose reaper re-queues a job silent for 2 s, checking twice a second;
+    its workers checkpoint after every epoch, so that a killed one leaves a checkpoint to resume from."""
     from core.migrate import upgrade_database
 
     settings = Settings(
@@ -74,6 +76,7 @@ def reaping_settings(tmp_path: Path, queue: str) -> Settings:
         default_queue=queue,
         heartbeat_timeout=2.0,
         reaper_interval=0.5,
+        checkpoint_seconds=0.0,
     )
     upgrade_database(settings.resolved_database_url)
     return settings

@@ -52,6 +52,7 @@ def test_killed_worker_group_is_requeued_and_resumes_bit_identically(tmp_path: P
             assert [job["status"] for job in jobs] == ["succeeded"] * 3, [job["error"] for job in jobs]
             assert all(job["attempts"] == 2 for job in jobs), [job["attempts"] for job in jobs]
             assert len({job["replica_group"] for job in jobs}) == 1
+            assert second.output().count("resumes from its last checkpoint") == 3
         straight = uninterrupted_group([job["spec"] for job in jobs], tmp_path / "straight")
         for job, alone in zip(jobs, straight, strict=True):
             assert {k: v for k, v in job["result"]["final"].items() if k not in TIMING} == {

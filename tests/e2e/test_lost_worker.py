@@ -40,7 +40,7 @@ def test_killed_worker_job_is_requeued_by_the_reaper_and_resumed(tmp_path: Path)
             second = WorkerProcess(settings, tmp_path / "second.log")
             job = wait_for_status(client, headers, job_id, {"succeeded", "failed", "cancelled"}, timeout=120)
             assert job["status"] == "succeeded", (job, second.output(), reaper.output())
-            assert job["attempts"] == 2
+            assert job["attempts"] == 2 and "resumes from its last checkpoint" in second.output()
         engine = make_engine(settings.resolved_database_url)
         with make_session_factory(engine)() as session:
             epochs = session.scalars(select(EpochMetric.epoch).where(EpochMetric.job_id == job_id)).all()

@@ -179,8 +179,8 @@ def estimate_memory(
     """Peak bytes of a job on `rows` examples of `example_shape`: data, model, activations at its batch."""
     numbers = rows * math.prod(example_shape)
     slots = optimizer_slots(spec)
-    # parameters, gradients, optimizer slots and the best weights; a checkpoint copies weights and
-    # slots once to the CPU and once more into the bytes it writes
+    # parameters, gradients, optimizer slots and the best weights; a checkpoint being written copies
+    # weights and slots to the CPU, and a best epoch waiting for its write (checkpoint_seconds) holds another
     model = ((3 + slots) + 2 * (1 + slots)) * parameters * FLOAT
     batch = min(spec.training.batch_size, rows)
     saved, widest = _step_numbers(spec, batch, example_shape, outputs)
