@@ -21,7 +21,7 @@ from training.callbacks import Callback, CheckpointInfo
 from training.checkpoint import Contents
 from training.grouping import can_stack, replica_key
 from training.loop import FAILURES, Trainer, failed_result, write_result
-from training.metrics import EVAL_CHUNK
+from training.metrics import CPU_STACKED_EVAL_CHUNK, EVAL_CHUNK
 from training.network import Internals, LayerInternals
 from training.optim import backward, l2_penalty
 from training.records import EpochRecord, RunResult
@@ -210,7 +210,8 @@ class Stack:
         count = X.shape[1]
         loss_sum = torch.zeros(len(split), device=X.device)
         correct = torch.zeros(len(split), device=X.device)
-        rows = max(1, EVAL_CHUNK // len(split))  # a stacked chunk as large as a job's: it stays in cache
+        total = CPU_STACKED_EVAL_CHUNK if X.device.type == "cpu" else EVAL_CHUNK
+        rows = max(1, total // len(split))  # the replicas' chunks together stay in cache
         for start in range(0, count, rows):
             xb, yb = X[:, start : start + rows], y[:, start : start + rows]
             internals: Internals | None = {} if any(observe) else None

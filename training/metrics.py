@@ -15,6 +15,7 @@ from training.spec import Loss, Task
 
 EVAL_CHUNK = 8192  # examples per forward pass when evaluating: bounds the memory of large splits
 CPU_EVAL_CHUNK = 1024  # on a CPU, activations of smaller chunks stay in cache: a 10-20% faster pass
+CPU_STACKED_EVAL_CHUNK = 4096  # a replica group's pass on a CPU, all replicas' rows: ~15% faster than 8192
 PENDING_OUTPUTS = 2**19  # output elements kept before their correct predictions are counted (2 MiB)
 TRAIN_SAMPLE = 10_000  # training rows that eval-mode train_loss is measured on (fixed per run)
 
