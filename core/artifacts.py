@@ -87,7 +87,8 @@ class ArtifactStore:
 
 
 def _link(source: Path, partial: Path, target: Path) -> bool:
-    """Give `source` the name `target` atomically, through `partial`; False where it cannot be linked."""
+    """Give `source` the name `target` atomically, through `partial`; False where it cannot be linked.
+    (training.checkpoint.link_atomically does the same for checkpoints: core may not import it.)"""
     try:
         partial.unlink(missing_ok=True)
         os.link(source, partial)

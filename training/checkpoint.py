@@ -96,8 +96,22 @@ def write_checkpoint(path: Path, contents: Contents) -> None:
     if any(t.dtype == torch.bfloat16 for t in tensors.values()):  # numpy has no bfloat16
         save_file(tensors, str(partial), metadata=metadata)
     else:  # the same bytes, without safetensors.torch's per-tensor checks (a third of a small save)
-        save_numpy(dict(zip(tensors, [t.numpy() for t in tensors.values()], strict=True)), partial, metadata)
+        save_numpy({k: t.numpy() for k, t in tensors.items()}, partial, metadata)
     os.replace(partial, path)
+
+
+def link_atomically(source: Path, target: Path) -> bool:
+    """Give `source` the name `target` as well (a hard link, swapped in atomically through a partial
+    name); False where it cannot be linked (another file system, or one without hard links)."""
+    partial = target.with_name(f"{target.name}.partial")
+    try:
+        partial.unlink(missing_ok=True)
+        os.link(source, partial)
+    except OSError:
+        return False
+    os.replace(partial, target)
+    partial.unlink(missing_ok=True)  # a rename onto a name of the same file leaves both names
+    return True
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -9,7 +9,6 @@ stream a job alone would draw from torch's global generator (and is saved as suc
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,8 +16,7 @@ from pathlib import Path
 
 import torch
 
-from training.callbacks import Callback, CheckpointInfo
-from training.checkpoint import Contents
+from training.callbacks import Callback
 from training.grouping import can_stack, replica_key
 from training.loop import FAILURES, Trainer, failed_result, write_result
 from training.metrics import CPU_STACKED_EVAL_CHUNK, EVAL_CHUNK
@@ -42,27 +40,6 @@ class ReplicaTrainer(Trainer):
     ) -> None:
         super().__init__(spec, out_dir, callbacks, checkpoint_seconds)
         self.evaluated: dict[int, Evaluation] = {}  # by id() of the split's inputs
-        self.best_saved: int | None = None  # the epoch whose `best` checkpoint was written last
-
-    def _save(self, name: str, contents: Contents | None = None) -> None:
-        """Write checkpoint `name` as the job alone does; `last` right after the same epoch's `best` is
-        that file under its name (a hard link: best and last are then written once, not twice)."""
-        folder = self.out_dir / "checkpoints" if self.out_dir is not None else None
-        epoch = contents.epoch if contents is not None else self.epoch
-        if folder is None or name != "last" or self.best_saved != epoch:
-            super()._save(name, contents)
-            self.best_saved = epoch if name == "best" else self.best_saved
-            return
-        path, partial = folder / "last.safetensors", folder / "last.partial"
-        try:
-            partial.unlink(missing_ok=True)
-            os.link(folder / "best.safetensors", partial)
-            os.replace(partial, path)  # later writes of either replace its name, never the shared file
-        except OSError:  # a file system without hard links
-            super()._save(name, contents)
-            return
-        for callback in self.callbacks:
-            callback.on_checkpoint(CheckpointInfo(name=name, path=path, epoch=epoch))
 
     def evaluate(self, X: torch.Tensor, y: torch.Tensor, observe: bool = False) -> Evaluation:
         """The stacked pass's result for this split when it has one (it observed too), else the job's own."""

@@ -18,6 +18,7 @@ from training.checkpoint import (
     callback_states,
     check_resumable,
     checkpoint_contents,
+    link_atomically,
     prefixed,
     read_checkpoint,
     restore_optimizer,
@@ -112,6 +113,7 @@ class Trainer:
         self.epoch = 0
         self.final_record: EpochRecord | None = None
         self.restored_best = False  # the run ends with the best epoch's weights (else the last's)
+        self.best_saved: int | None = None  # the epoch whose `best` file was written last
         checkpoints = out_dir / "checkpoints" if out_dir is not None else None
         self.stopper = EarlyStopper.from_spec(spec.generalization.early_stopping, len(self.data.X_val) > 0)
         stopping = spec.generalization.early_stopping
@@ -262,14 +264,21 @@ class Trainer:
         )
 
     def _save(self, name: str, contents: Contents | None = None) -> None:
-        """Write checkpoint `name` (of this moment, or `contents` taken earlier) and announce it."""
+        """Write checkpoint `name` (of this moment, or `contents` taken earlier) and announce it; `last`
+        right after the same epoch's `best` is that file under its name (a hard link: written once)."""
         if self.out_dir is None:
             return
-        path = self.out_dir / "checkpoints" / f"{name}.safetensors"
-        contents = contents or self._contents()
-        write_checkpoint(path, contents)
+        folder = self.out_dir / "checkpoints"
+        path = folder / f"{name}.safetensors"
+        epoch = contents.epoch if contents is not None else self.epoch
+        same_as_best = name == "last" and self.best_saved == epoch
+        # later writes of either file replace its name, never the file both names share
+        if not (same_as_best and link_atomically(folder / "best.safetensors", path)):
+            contents = contents or self._contents()
+            write_checkpoint(path, contents)
+        self.best_saved = epoch if name == "best" else self.best_saved
         for callback in self.callbacks:
-            callback.on_checkpoint(CheckpointInfo(name=name, path=path, epoch=contents.epoch))
+            callback.on_checkpoint(CheckpointInfo(name=name, path=path, epoch=epoch))
 
     def resume(self) -> None:
         """Continue exactly where the `last` checkpoint left off (weights, optimizer, RNG, callbacks)."""

@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from tests.training.conftest import Recorder, make_spec, merge
+from training.callbacks import Callback
 from training.checkpoint import load_model, prefixed, read_checkpoint
 from training.data import prepare
 from training.loop import fit
@@ -432,3 +433,31 @@ def test_digits_predict_integer_classes(tmp_path: Path) -> None:
     prediction = load_model(tmp_path / "checkpoints" / "last.safetensors").predict(np.zeros((2, 64)))
     assert prediction["class_labels"] == list(range(10))
     assert all(isinstance(label, int) for label in prediction["classes"])
+
+
+class LinkWatch(Callback):
+    """At each `last` announcement: whether it is the very file `best` is (a hard link)."""
+
+    def __init__(self) -> None:
+        self.best: list[int] = []
+        self.linked: dict[int, bool] = {}
+
+    def on_checkpoint(self, info: Any) -> None:
+        if info.name == "best":
+            self.best.append(info.epoch)
+        elif info.name == "last":
+            self.linked[info.epoch] = info.path.samefile(info.path.with_name("best.safetensors"))
+
+
+def test_last_of_a_best_epoch_is_a_link_to_best_and_later_writes_part_them(tmp_path: Path) -> None:
+    watch = LinkWatch()
+    result = fit(
+        make_spec(**merge(STRESS, {"generalization": {"early_stopping": {"patience": 3}}})), tmp_path, [watch]
+    )
+    assert watch.linked == {epoch: epoch in watch.best for epoch in range(1, result.epochs_run + 1)}
+    assert any(watch.linked.values()) and not all(watch.linked.values())
+    best = read_checkpoint(tmp_path / "checkpoints" / "best.safetensors")[1]["epoch"]
+    assert (best, read_checkpoint(tmp_path / "checkpoints" / "last.safetensors")[1]["epoch"]) == (
+        result.best_epoch,
+        result.epochs_run,
+    )
